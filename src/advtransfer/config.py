@@ -1,0 +1,283 @@
+"""Experiment configs: TOML files under ``experiments/``, validated into frozen dataclasses.
+
+A config file is data, never executed. ``[common]`` is deep-merged with ``[profiles.NAME]`` (tables merge, lists
+and scalars replace), and the result is validated here: a bad value raises :class:`ConfigError` naming the key and
+the valid values.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import tomllib
+
+from .errors import ConfigError
+
+PROTOCOLS = ("intended", "as-run")
+OPTIMIZERS = ("adam", "rmsprop", "sgd")
+EXP1_DATASETS = ("tiny", "imagenet-r", "imagefolder")
+EXP1_BLOCKS = (4, 8, 12, 16)
+BASE_A_SOURCES = ("torchvision", "pretrain", "file")
+TORCHVISION_WEIGHTS = ("IMAGENET1K_V1", "IMAGENET1K_V2")
+NORMALIZATIONS = ("imagenet", "inception")
+
+
+def experiments_dir() -> Path:
+    """The repository's ``experiments/`` folder (configs live beside the package in a source checkout)."""
+    return Path(__file__).resolve().parents[2] / "experiments"
+
+
+@dataclass(frozen=True)
+class Phase:
+    """One phase of a training schedule: an optimizer, its learning rate and how many epochs it runs."""
+
+    optimizer: str
+    lr: float
+    epochs: int
+
+
+@dataclass(frozen=True)
+class Split:
+    test: float = 0.2  # fraction of the pool held out as the test set
+    val: float = 0.1  # intended protocol: fraction of the train part held out for validation
+
+
+@dataclass(frozen=True)
+class TinyData:
+    n_source_classes: int = 16
+    n_target_classes: int = 8
+    source_per_class: int = 96
+    target_per_class: int = 150
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class BaseA:
+    source: str  # torchvision: ImageNet weights; pretrain: trained by the kit on the tiny source task; file: a path
+    weights: str = "IMAGENET1K_V1"
+    path: str = ""  # source = "file": a MobileNetV2 state_dict (1000 classes)
+    normalization: str = "imagenet"  # inception = mean/std 0.5 (TF-converted weights)
+    width_mult: float = 1.0
+    stride8: bool = False  # demo: total stride 8 instead of 32, for 32 px images
+    schedule: tuple[Phase, ...] = ()
+
+
+@dataclass(frozen=True)
+class Exp1Config:
+    """Study 1, one profile, fully resolved."""
+
+    name: str
+    profile: str
+    protocols: tuple[str, ...]
+    seeds: tuple[int, ...]
+    dataset: str
+    dataset_path: str
+    image_size: int
+    batch_size: int
+    eval_batch_size: int
+    blocks: tuple[int, ...]
+    eps: float
+    eps_sweep: tuple[float, ...]
+    figure_eps: tuple[float, ...]
+    figure_class: str
+    split: Split
+    base_a: BaseA
+    schedules: dict[str, tuple[Phase, ...]] = field(default_factory=dict)
+    tiny: TinyData = TinyData()
+    source_file: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @property
+    def all_eps(self) -> tuple[float, ...]:
+        """Every eps evaluated: the sweep plus the main eps, sorted."""
+        return tuple(sorted(set(self.eps_sweep) | {self.eps}))
+
+
+# --------------------------------------------------------------------------------------------------- loading ---
+
+
+def resolve_experiment_path(experiment: str) -> Path:
+    """``exp1`` -> ``experiments/exp1.toml``; a path to a ``.toml`` file is used as is."""
+    candidate = Path(experiment)
+    if candidate.suffix == ".toml":
+        if not candidate.is_file():
+            raise ConfigError(f"experiment config {candidate} does not exist")
+        return candidate
+    path = experiments_dir() / f"{experiment}.toml"
+    if not path.is_file():
+        known = sorted(p.stem for p in experiments_dir().glob("*.toml"))
+        raise ConfigError(f"unknown experiment {experiment!r}; valid: {', '.join(known)} (or a path to a .toml file)")
+    return path
+
+
+def _deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    merged = copy.deepcopy(base)
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _deep_merge(merged[key], value)
+        else:
+            merged[key] = copy.deepcopy(value)
+    return merged
+
+
+def load_raw(experiment: str, profile: str) -> tuple[Path, dict[str, Any], dict[str, Any]]:
+    """Read a config file and merge ``common`` with the profile; returns (path, [experiment] table, merged)."""
+    path = resolve_experiment_path(experiment)
+    try:
+        doc = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path} is not valid TOML: {exc}") from None
+    profiles = doc.get("profiles", {})
+    if profile not in profiles:
+        raise ConfigError(f"unknown profile {profile!r} for {path.name}; valid: {', '.join(sorted(profiles))}")
+    return path, doc.get("experiment", {}), _deep_merge(doc.get("common", {}), profiles[profile])
+
+
+class _Reader:
+    """Typed access to one table with key paths in error messages."""
+
+    def __init__(self, table: dict[str, Any], where: str) -> None:
+        self.table, self.where = table, where
+
+    def get(self, key: str, kind: type | tuple[type, ...], default: Any = ...) -> Any:
+        if key not in self.table:
+            if default is ...:
+                raise ConfigError(f"{self.where}: missing required key {key!r}")
+            return default
+        value = self.table[key]
+        if kind is float and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
+            name = kind.__name__ if isinstance(kind, type) else "/".join(k.__name__ for k in kind)
+            raise ConfigError(f"{self.where}.{key} = {value!r}: expected {name}")
+        return value
+
+    def choice(self, key: str, valid: tuple[str, ...], default: Any = ...) -> str:
+        value = self.get(key, str, default)
+        if value not in valid:
+            raise ConfigError(f"{self.where}.{key} = {value!r}; valid: {', '.join(valid)}")
+        return value
+
+    def positive(self, key: str, kind: type, default: Any = ...) -> Any:
+        value = self.get(key, kind, default)
+        if value <= 0:
+            raise ConfigError(f"{self.where}.{key} = {value!r}: must be > 0")
+        return value
+
+    def fraction(self, key: str, default: Any = ...) -> float:
+        value = self.get(key, float, default)
+        if not 0.0 < value < 1.0:
+            raise ConfigError(f"{self.where}.{key} = {value!r}: must be strictly between 0 and 1")
+        return value
+
+    def eps_list(self, key: str, default: Any = ...) -> tuple[float, ...]:
+        values = self.get(key, list, default)
+        out = []
+        for v in values:
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0.0 < float(v) <= 1.0:
+                raise ConfigError(f"{self.where}.{key}: {v!r} is not an eps in pixel units (0 < eps <= 1)")
+            out.append(float(v))
+        return tuple(out)
+
+    def sub(self, key: str) -> _Reader:
+        return _Reader(self.get(key, dict, {}), f"{self.where}.{key}")
+
+
+def _schedule(items: Any, where: str) -> tuple[Phase, ...]:
+    if not isinstance(items, list) or not items:
+        raise ConfigError(f"{where}: expected a non-empty list of phases ({{optimizer, lr, epochs}})")
+    phases = []
+    for i, item in enumerate(items):
+        r = _Reader(item if isinstance(item, dict) else {}, f"{where}[{i}]")
+        phases.append(Phase(r.choice("optimizer", OPTIMIZERS), r.positive("lr", float), r.positive("epochs", int)))
+    return tuple(phases)
+
+
+def load_exp1(experiment: str, profile: str) -> Exp1Config:
+    path, meta, raw = load_raw(experiment, profile)
+    r = _Reader(raw, f"{path.name}[{profile}]")
+    m = _Reader(meta, f"{path.name}[experiment]")
+    protocols = tuple(m.get("protocols", list, list(PROTOCOLS)))
+    for p in protocols:
+        if p not in PROTOCOLS:
+            raise ConfigError(f"{path.name}[experiment].protocols: {p!r}; valid: {', '.join(PROTOCOLS)}")
+    seeds = tuple(r.get("seeds", list, [0]))
+    if not seeds or any(isinstance(s, bool) or not isinstance(s, int) or s < 0 for s in seeds):
+        raise ConfigError(f"{r.where}.seeds = {seeds!r}: expected a non-empty list of integers >= 0")
+    blocks = tuple(r.get("blocks", list))
+    for n in blocks:
+        if n not in EXP1_BLOCKS:
+            raise ConfigError(f"{r.where}.blocks: {n!r}; valid: {', '.join(map(str, EXP1_BLOCKS))}")
+    dataset = r.choice("dataset", EXP1_DATASETS)
+    dataset_path = r.get("dataset_path", str, "")
+    if dataset == "imagefolder" and not dataset_path:
+        raise ConfigError(f"{r.where}: dataset = 'imagefolder' needs dataset_path = 'DIR' (an ImageFolder tree)")
+
+    b = r.sub("base_a")
+    base_source = b.choice("source", BASE_A_SOURCES)
+    if (base_source == "pretrain") != (dataset == "tiny"):
+        raise ConfigError(
+            f"{b.where}.source = {base_source!r} does not fit dataset {dataset!r}: 'pretrain' (a Base A trained by "
+            "the kit on the tiny source task) goes with dataset 'tiny'; real data needs 'torchvision' or 'file'"
+        )
+    base_a = BaseA(
+        source=base_source,
+        weights=b.choice("weights", TORCHVISION_WEIGHTS, "IMAGENET1K_V1"),
+        path=b.get("path", str, ""),
+        normalization=b.choice("normalization", NORMALIZATIONS, "imagenet"),
+        width_mult=b.positive("width_mult", float, 1.0),
+        stride8=b.get("stride8", bool, False),
+        schedule=_schedule(b.table["schedule"], f"{b.where}.schedule") if base_source == "pretrain" else (),
+    )
+    if base_source == "file" and not base_a.path:
+        raise ConfigError(f"{b.where}: source = 'file' needs path = 'FILE.pth' (a MobileNetV2 state_dict)")
+
+    schedules_raw = r.get("schedules", dict)
+    schedules = {}
+    for family in ("bnb", "anb", "anb_plus"):
+        if family not in schedules_raw:
+            raise ConfigError(f"{r.where}.schedules: missing {family!r} (needed: bnb, anb, anb_plus)")
+        schedules[family] = _schedule(schedules_raw[family], f"{r.where}.schedules.{family}")
+
+    s = r.sub("split")
+    split = Split(test=s.fraction("test", 0.2), val=s.fraction("val", 0.1))
+    t = r.sub("tiny")
+    tiny = TinyData(
+        n_source_classes=t.positive("n_source_classes", int, 16),
+        n_target_classes=t.positive("n_target_classes", int, 8),
+        source_per_class=t.positive("source_per_class", int, 96),
+        target_per_class=t.positive("target_per_class", int, 150),
+        seed=t.get("seed", int, 0),
+    )
+    if tiny.n_target_classes > tiny.n_source_classes:
+        raise ConfigError(f"{t.where}: n_target_classes must be <= n_source_classes (targets are a subset)")
+
+    eps = r.get("eps", float)
+    if not 0.0 < eps <= 1.0:
+        raise ConfigError(f"{r.where}.eps = {eps!r}: eps is in pixel units on [0, 1] inputs, so 0 < eps <= 1")
+    return Exp1Config(
+        name=m.get("name", str, path.stem),
+        profile=profile,
+        protocols=protocols,
+        seeds=seeds,
+        dataset=dataset,
+        dataset_path=dataset_path,
+        image_size=r.positive("image_size", int),
+        batch_size=r.positive("batch_size", int),
+        eval_batch_size=r.positive("eval_batch_size", int, 256),
+        blocks=blocks,
+        eps=eps,
+        eps_sweep=r.eps_list("eps_sweep", []),
+        figure_eps=r.eps_list("figure_eps", []),
+        figure_class=r.get("figure_class", str, "0"),
+        split=split,
+        base_a=base_a,
+        schedules=schedules,
+        tiny=tiny,
+        source_file=str(path),
+    )

@@ -1,0 +1,66 @@
+"""Results: one JSON per cell (atomic, with provenance), and ``results.csv`` aggregated from them.
+
+A cell is the unit of work (experiment, protocol, model, seed). Its JSON is written once, atomically, when the cell
+is complete; a rerun skips every cell whose JSON exists. ``results.csv`` is always rebuilt from the cell files, so
+it can never disagree with them.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+from .errors import DataError
+from .figures import RESULTS_COLUMNS
+from .io import atomic_write_json, atomic_write_text
+
+SCHEMA_VERSION = 1
+
+
+def cell_path(out: Path, cell: str) -> Path:
+    return Path(out) / "cells" / f"{cell}.json"
+
+
+def is_done(out: Path, cell: str) -> bool:
+    return cell_path(out, cell).is_file()
+
+
+def write_cell(out: Path, cell: str, doc: dict[str, Any]) -> Path:
+    return atomic_write_json(cell_path(out, cell), {"schema": SCHEMA_VERSION, "cell": cell, **doc})
+
+
+def read_cells(out: Path) -> list[dict[str, Any]]:
+    docs = []
+    for path in sorted((Path(out) / "cells").glob("*.json")):
+        try:
+            docs.append(json.loads(path.read_text()))
+        except json.JSONDecodeError:
+            raise DataError(f"result file {path} is corrupt: delete it and rerun to recompute that cell") from None
+    return docs
+
+
+def rows_of(doc: dict[str, Any]) -> list[dict[str, Any]]:
+    """The tidy rows (one per evaluation) of one cell document."""
+    rows = []
+    for ev in doc.get("evaluations", []):
+        rows.append({
+            "experiment": doc["experiment"], "profile": doc["profile"], "protocol": doc["protocol"],
+            "seed": doc["seed"], "model": doc["model"], "family": doc["family"],
+            "n_blocks": "" if doc.get("n_blocks") is None else doc["n_blocks"],
+            "attack": ev["attack"], "threat": ev["threat"], "source_model": ev["source_model"], "eps": ev["eps"],
+            "backend": ev["backend"], "accuracy": f"{ev['accuracy']:.6f}", "correct": ev["correct"], "n": ev["n"],
+            "primary": int(ev["primary"]), "cell": doc["cell"],
+        })
+    return rows
+
+
+def write_results_csv(out: Path) -> Path:
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=list(RESULTS_COLUMNS), lineterminator="\n")
+    writer.writeheader()
+    for doc in read_cells(out):
+        writer.writerows(rows_of(doc))
+    return atomic_write_text(Path(out) / "results.csv", buf.getvalue())

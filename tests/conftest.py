@@ -1,0 +1,78 @@
+"""Shared fixtures: a miniature study-1 config that runs end to end in seconds on a CPU."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+# The kit's tests never use a GPU, and never reach the network: keep torch on the CPU even where CUDA exists.
+os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
+
+TESTS_DIR = Path(__file__).resolve().parent
+REPO_ROOT = TESTS_DIR.parent
+SHARED = REPO_ROOT.parent / "shared"
+sys.path.insert(0, str(TESTS_DIR))  # tests/httpserver.py and friends
+
+MINI_EXP1 = """
+[experiment]
+name = "exp1"
+protocols = ["intended", "as-run"]
+
+[common]
+seeds = [0]
+blocks = [4, 16]
+eval_batch_size = 64
+figure_eps = [0.03, 0.1]
+[common.split]
+test = 0.25
+val = 0.2
+
+[profiles.mini]
+dataset = "tiny"
+image_size = 16
+batch_size = 16
+eps = 0.03
+eps_sweep = [0.1]
+figure_class = "0"
+[profiles.mini.tiny]
+n_source_classes = 6
+n_target_classes = 3
+source_per_class = 16
+target_per_class = 24
+seed = 0
+[profiles.mini.base_a]
+source = "pretrain"
+width_mult = 0.25
+stride8 = true
+[[profiles.mini.base_a.schedule]]
+optimizer = "adam"
+lr = 5e-3
+epochs = 2
+[[profiles.mini.schedules.bnb]]
+optimizer = "adam"
+lr = 3e-3
+epochs = 2
+[[profiles.mini.schedules.anb]]
+optimizer = "adam"
+lr = 3e-3
+epochs = 2
+[[profiles.mini.schedules.anb_plus]]
+optimizer = "adam"
+lr = 3e-3
+epochs = 1
+[[profiles.mini.schedules.anb_plus]]
+optimizer = "rmsprop"
+lr = 3e-4
+epochs = 1
+"""
+
+
+@pytest.fixture
+def mini_exp1(tmp_path: Path) -> Path:
+    """Path to a miniature exp1 config (profile ``mini``): 6 source / 3 target classes, 16 px, N in {4, 16}."""
+    path = tmp_path / "exp1_mini.toml"
+    path.write_text(MINI_EXP1)
+    return path

