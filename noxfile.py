@@ -34,3 +34,11 @@ def lint(session: nox.Session) -> None:
     """ruff on the package, tests and noxfile."""
     session.install("ruff")
     session.run("ruff", "check", "src", "tests", "noxfile.py")
+
+
+@nox.session
+def bench(session: nox.Session) -> None:
+    """Attack benchmark: ms per batch per backend and the ratio to steps x (forward + backward); JSON to
+    results/bench/ (-- extra arguments go to `advtransfer bench attacks`)."""
+    _install(session)
+    session.run("advtransfer", "bench", "attacks", "--json", "results/bench/attacks.json", *session.posargs)

@@ -26,6 +26,8 @@ seeds = [0]
 blocks = [4, 16]
 eval_batch_size = 64
 figure_eps = [0.03, 0.1]
+pgd_steps = 2
+crosscheck_subset = 8
 [common.split]
 test = 0.25
 val = 0.2

@@ -20,7 +20,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # typing.Self needs Python 3.11; annotations are never evaluated at runtime here
-    from typing_extensions import Self
+    from typing import Self
 
 _RANGE = re.compile(r"bytes=(\d+)-(\d*)")
 

@@ -30,14 +30,39 @@ def _device(name: str):
     return torch.device(name)
 
 
-def _existing_dir(value: str) -> Path:
-    return Path(value)
+def _positive_int(value: str) -> int:
+    try:
+        n = int(value)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a positive integer")
+    return n
+
+
+def _eps(value: str) -> float:
+    try:
+        eps = float(value)
+    except ValueError:
+        eps = -1.0
+    if not 0.0 < eps <= 1.0:
+        raise argparse.ArgumentTypeError(f"{value!r}: eps is in pixel units on [0, 1] inputs, 0 < eps <= 1")
+    return eps
 
 
 def cmd_run(args: argparse.Namespace) -> int:
     from .config import load_exp1
 
     cfg = load_exp1(args.experiment, args.profile)
+    if args.backends:
+        from dataclasses import replace
+
+        from .attacks import BACKENDS
+
+        backends = tuple(b.strip() for b in args.backends.split(",") if b.strip())
+        if not backends or any(b not in BACKENDS for b in backends):
+            raise ConfigError(f"--backends {args.backends!r}; valid: a comma-separated list of {', '.join(BACKENDS)}")
+        cfg = replace(cfg, backends=backends)
     out = Path(args.out) if args.out else Path("results") / args.profile
     if out.exists() and not out.is_dir():
         raise UserError(f"--out {out} exists and is not a directory")
@@ -47,6 +72,17 @@ def cmd_run(args: argparse.Namespace) -> int:
     print(f"results: {out / 'results.csv'}")
     for f in figures:
         print(f"figure:  {f}")
+    print(f"report:  {out / 'report.md'}")
+    crosscheck_file = out / "crosscheck.json"
+    if crosscheck_file.is_file():
+        import json
+
+        bad = [r for r in json.loads(crosscheck_file.read_text())["rows"] if not r["agree"]]
+        if bad:
+            print(f"advtransfer: error: the attack backends disagree in {len(bad)} comparison(s) (see "
+                  f"{out / 'crosscheck.md'}): " + "; ".join(f"{r['cell']} {r['attack']} {r['backends']}" for r in bad),
+                  file=sys.stderr)
+            return 3
     return 0
 
 
@@ -61,6 +97,10 @@ def cmd_figures(args: argparse.Namespace) -> int:
         write_results_csv(results)  # rebuild from the cell files, the source of truth
     for f in make_figures(results):
         print(f"figure: {f}")
+    if (results / "cells").is_dir():
+        from .report import write_report
+
+        print(f"report: {write_report(results)}")
     return 0
 
 
@@ -90,6 +130,53 @@ def cmd_data_check(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_crosscheck(args: argparse.Namespace) -> int:
+    import torch
+
+    from .crosscheck import crosscheck, default_specs, to_markdown, write_tables
+    from .models.zoo import REFERENCE_MODELS, reference_model
+
+    names = REFERENCE_MODELS if args.model == "all" else (args.model,)
+    rows = []
+    for name in names:
+        print(f"training the reference model {name} on the tiny data ...", file=sys.stderr)
+        model, x, y = reference_model(name, seed=args.seed, device=torch.device("cpu"))
+        for row in crosscheck(model, x[: args.n], y[: args.n], default_specs(args.eps, args.steps), seed=args.seed):
+            rows.append({"model": name, **row})
+    json_path, md_path = write_tables(rows, Path(args.out))
+    print(to_markdown(rows))
+    print(f"written: {json_path}, {md_path}")
+    bad = [r for r in rows if not r["agree"]]
+    if bad:
+        print(f"advtransfer: error: {len(bad)} backend comparison(s) disagree: "
+              + "; ".join(f"{r['model']} {r['attack']} {r['backends']}" for r in bad), file=sys.stderr)
+        return 1
+    return 0
+
+
+def cmd_bench_attacks(args: argparse.Namespace) -> int:
+    import json
+
+    import torch
+
+    from .attacks import AttackSpec
+    from .bench import bench_attacks, format_attack_table
+    from .io import atomic_write_json
+    from .models.zoo import reference_model
+
+    model, x, y = reference_model(args.model, device=torch.device("cpu"))
+    x, y = x[: args.batch], y[: args.batch]
+    specs = [AttackSpec.fgsm(args.eps), AttackSpec.pgd(args.eps, args.eps / 4, args.steps, random_start=False)]
+    result = {"model": args.model, **bench_attacks(model, x, y, specs, repeats=args.repeats)}
+    print(format_attack_table(result))
+    if args.json:
+        atomic_write_json(Path(args.json), result)
+        print(f"written: {args.json}")
+    else:
+        print(json.dumps(result, indent=1))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="advtransfer", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -105,6 +192,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="results folder (default results/PROFILE)")
     data_root_arg(p)
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    p.add_argument("--backends", help="attack backends of every evaluation, comma-separated (default: the config's; "
+                                      "native, torchattacks, art)")
     p.add_argument("--download", action="store_true",
                    help="fetch missing datasets and weights first (verified against pinned checksums)")
     p.set_defaults(func=cmd_run)
@@ -112,6 +201,28 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("figures", help="rebuild results.csv and figures from saved results (no training)")
     p.add_argument("--results", required=True, help="a results folder written by `advtransfer run`")
     p.set_defaults(func=cmd_figures)
+
+    p = sub.add_parser("crosscheck", help="FGSM and PGD through native, torchattacks and ART on one model and batch; "
+                                          "exits 1 if they disagree")
+    p.add_argument("--model", default="all", choices=("all", "small-cnn", "mobilenet-demo"))
+    p.add_argument("--n", type=_positive_int, default=128, help="examples in the batch (<= 256)")
+    p.add_argument("--eps", type=_eps, default=8 / 255, help="pixel units (default 8/255)")
+    p.add_argument("--steps", type=_positive_int, default=10, help="PGD steps (step size eps/4)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", default="results/crosscheck", help="folder for crosscheck.json and crosscheck.md")
+    p.set_defaults(func=cmd_crosscheck)
+
+    p = sub.add_parser("bench", help="benchmarks (measured, never asserted)")
+    bsub = p.add_subparsers(dest="bench_command", required=True, metavar="WHAT")
+    b = bsub.add_parser("attacks", help="ms per batch of each attack and backend, and the ratio to steps x "
+                                        "(forward + backward)")
+    b.add_argument("--model", default="mobilenet-demo", choices=("small-cnn", "mobilenet-demo"))
+    b.add_argument("--batch", type=_positive_int, default=128)
+    b.add_argument("--eps", type=_eps, default=8 / 255)
+    b.add_argument("--steps", type=_positive_int, default=10)
+    b.add_argument("--repeats", type=_positive_int, default=5)
+    b.add_argument("--json", help="write the result as JSON to this file")
+    b.set_defaults(func=cmd_bench_attacks)
 
     p = sub.add_parser("data", help="fetch or check datasets and weights")
     dsub = p.add_subparsers(dest="data_command", required=True, metavar="ACTION")

@@ -8,11 +8,10 @@ the valid values.
 from __future__ import annotations
 
 import copy
+import tomllib
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
-
-import tomllib
 
 from .errors import ConfigError
 
@@ -87,6 +86,9 @@ class Exp1Config:
     base_a: BaseA
     schedules: dict[str, tuple[Phase, ...]] = field(default_factory=dict)
     tiny: TinyData = TinyData()
+    backends: tuple[str, ...] = ("native",)  # attack backends every evaluation runs through
+    pgd_steps: int = 10  # white-box PGD at the main eps: this many steps of eps/4, random start
+    crosscheck_subset: int = 64  # test examples per model for the three-backend cross-check (0: off)
     source_file: str = ""
 
     def to_dict(self) -> dict[str, Any]:
@@ -203,6 +205,9 @@ def load_exp1(experiment: str, profile: str) -> Exp1Config:
     r = _Reader(raw, f"{path.name}[{profile}]")
     m = _Reader(meta, f"{path.name}[experiment]")
     protocols = tuple(m.get("protocols", list, list(PROTOCOLS)))
+    if not protocols or len(set(protocols)) != len(protocols):
+        raise ConfigError(f"{path.name}[experiment].protocols = {list(protocols)!r}: a non-empty list without "
+                          f"repeats of {', '.join(PROTOCOLS)}")
     for p in protocols:
         if p not in PROTOCOLS:
             raise ConfigError(f"{path.name}[experiment].protocols: {p!r}; valid: {', '.join(PROTOCOLS)}")
@@ -210,6 +215,9 @@ def load_exp1(experiment: str, profile: str) -> Exp1Config:
     if not seeds or any(isinstance(s, bool) or not isinstance(s, int) or s < 0 for s in seeds):
         raise ConfigError(f"{r.where}.seeds = {seeds!r}: expected a non-empty list of integers >= 0")
     blocks = tuple(r.get("blocks", list))
+    if not blocks or len(set(blocks)) != len(blocks):
+        raise ConfigError(f"{r.where}.blocks = {list(blocks)!r}: a non-empty list without repeats of "
+                          f"{', '.join(map(str, EXP1_BLOCKS))}")
     for n in blocks:
         if n not in EXP1_BLOCKS:
             raise ConfigError(f"{r.where}.blocks: {n!r}; valid: {', '.join(map(str, EXP1_BLOCKS))}")
@@ -232,7 +240,7 @@ def load_exp1(experiment: str, profile: str) -> Exp1Config:
         normalization=b.choice("normalization", NORMALIZATIONS, "imagenet"),
         width_mult=b.positive("width_mult", float, 1.0),
         stride8=b.get("stride8", bool, False),
-        schedule=_schedule(b.table["schedule"], f"{b.where}.schedule") if base_source == "pretrain" else (),
+        schedule=_schedule(b.table.get("schedule"), f"{b.where}.schedule") if base_source == "pretrain" else (),
     )
     if base_source == "file" and not base_a.path:
         raise ConfigError(f"{b.where}: source = 'file' needs path = 'FILE.pth' (a MobileNetV2 state_dict)")
@@ -257,6 +265,11 @@ def load_exp1(experiment: str, profile: str) -> Exp1Config:
     if tiny.n_target_classes > tiny.n_source_classes:
         raise ConfigError(f"{t.where}: n_target_classes must be <= n_source_classes (targets are a subset)")
 
+    from .attacks import BACKENDS
+
+    backends = tuple(r.get("backends", list, ["native"]))
+    if not backends or any(b not in BACKENDS for b in backends):
+        raise ConfigError(f"{r.where}.backends = {list(backends)!r}; valid: {', '.join(BACKENDS)}")
     eps = r.get("eps", float)
     if not 0.0 < eps <= 1.0:
         raise ConfigError(f"{r.where}.eps = {eps!r}: eps is in pixel units on [0, 1] inputs, so 0 < eps <= 1")
@@ -279,5 +292,8 @@ def load_exp1(experiment: str, profile: str) -> Exp1Config:
         base_a=base_a,
         schedules=schedules,
         tiny=tiny,
+        backends=backends,
+        pgd_steps=r.positive("pgd_steps", int, 10),
+        crosscheck_subset=r.get("crosscheck_subset", int, 64),
         source_file=str(path),
     )

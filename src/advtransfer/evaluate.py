@@ -41,24 +41,28 @@ def evaluate_model(
     model: nn.Module,
     model_key: str,
     dataset: Dataset,
-    specs: list[AttackSpec],
+    whitebox: list[AttackSpec],
     *,
-    transfer_source: nn.Module | None,
-    transfer_key: str,
+    transfer: list[AttackSpec] = (),
+    transfer_source: nn.Module | None = None,
+    transfer_key: str = "",
+    backends: tuple[str, ...] = ("native",),
     batch_size: int,
     device: torch.device,
-    backend: str = "native",
+    seed: int = 0,
     workers: int = 0,
 ) -> list[Evaluation]:
-    """Natural accuracy, then for each spec: white-box (crafted on ``model``) and, if ``transfer_source`` is given,
-    transfer (crafted on it, then classified by ``model``). One pass over the data; both models in eval mode."""
+    """Natural accuracy, then per backend: each ``whitebox`` spec crafted on ``model`` itself and, with a
+    ``transfer_source``, each ``transfer`` spec crafted on it and classified by ``model``. One pass over the data;
+    random starts draw from a generator seeded with ``seed``, so reruns give the same flags."""
     model.eval()
     if transfer_source is not None:
         transfer_source.eval()
-    flags: dict[tuple[str, str, float], list[np.ndarray]] = {}
+    flags: dict[tuple[str, str, str, float, str], list[np.ndarray]] = {}
+    generator = torch.Generator(device="cpu").manual_seed(seed)
 
-    def add(key: tuple[str, str, float], pred_ok: torch.Tensor) -> None:
-        flags.setdefault(key, []).append(pred_ok.cpu().numpy())
+    def add(key: tuple[str, str, str, float, str], ok: torch.Tensor) -> None:
+        flags.setdefault(key, []).append(ok.cpu().numpy())
 
     def correct(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():
@@ -66,17 +70,17 @@ def evaluate_model(
 
     for x, y in batches(dataset, batch_size, workers=workers):
         x, y = x.to(device), y.to(device)
-        add(("natural", "", 0.0), correct(x, y))
-        for spec in specs:
-            add(("whitebox", model_key, spec.eps), correct(attack(model, x, y, spec, backend), y))
+        add(("natural", "", "none", 0.0, ""), correct(x, y))
+        for backend in backends:
+            for spec in whitebox:
+                adv = attack(model, x, y, spec, backend, generator=generator)
+                add(("whitebox", model_key, spec.name, spec.eps, backend), correct(adv, y))
             if transfer_source is not None:
-                add(("transfer", transfer_key, spec.eps), correct(attack(transfer_source, x, y, spec, backend), y))
-    out = []
-    names = {spec.eps: spec.name for spec in specs}
-    for (threat, source, eps), parts in flags.items():
-        out.append(Evaluation("none" if threat == "natural" else names[eps], threat, source, eps,
-                              "" if threat == "natural" else backend, np.concatenate(parts).astype(bool)))
-    return out
+                for spec in transfer:
+                    adv = attack(transfer_source, x, y, spec, backend, generator=generator)
+                    add(("transfer", transfer_key, spec.name, spec.eps, backend), correct(adv, y))
+    return [Evaluation(name, threat, source, eps, backend, np.concatenate(parts).astype(bool))
+            for (threat, source, name, eps, backend), parts in flags.items()]
 
 
 def flags_to_str(flags: np.ndarray) -> str:

@@ -298,7 +298,7 @@ def summarise_exp1(rows: list[ResultRow]) -> list[dict[str, Any]]:
             n_blocks[r.model] = r.n_blocks
         if r.threat == "natural" or r.attack == "none":
             key = (r.protocol, r.model, "natural", 0.0)
-        elif r.primary and r.threat in ("transfer", "whitebox"):
+        elif r.primary and r.threat in ("transfer", "whitebox") and r.attack == "fgsm":  # the original's attack
             key = (r.protocol, r.model, r.threat, r.eps)
             primary_eps[(r.protocol, r.model, r.threat)].add(r.eps)
         else:

@@ -24,8 +24,17 @@ def cell_path(out: Path, cell: str) -> Path:
     return Path(out) / "cells" / f"{cell}.json"
 
 
-def is_done(out: Path, cell: str) -> bool:
-    return cell_path(out, cell).is_file()
+def is_done(out: Path, cell: str, backends: tuple[str, ...] = ("native",)) -> bool:
+    """Finished, and evaluated with every requested backend (asking for a new backend re-evaluates the cell; its
+    training resumes from the final checkpoint, so nothing is retrained)."""
+    path = cell_path(out, cell)
+    if not path.is_file():
+        return False
+    try:
+        done = json.loads(path.read_text()).get("backends", ["native"])
+    except json.JSONDecodeError:
+        return False  # a corrupt result is recomputed
+    return set(backends) <= set(done)
 
 
 def write_cell(out: Path, cell: str, doc: dict[str, Any]) -> Path:

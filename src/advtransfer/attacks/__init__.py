@@ -14,9 +14,19 @@ from ..errors import ConfigError
 from .checks import check_adversarial
 from .spec import ATTACKS, AttackSpec
 
-BACKENDS = ("native",)
+BACKENDS = ("native", "torchattacks", "art")
 
 __all__ = ["ATTACKS", "BACKENDS", "AttackSpec", "attack", "check_adversarial"]
+
+
+def backend_module(backend: str):
+    """The module implementing ``backend``: it has ``SUPPORTED`` (attack names) and ``run(model, x, y, spec,
+    generator)``. Imported lazily, so torchattacks and ART load only when asked for."""
+    if backend not in BACKENDS:
+        raise ConfigError(f"unknown attack backend {backend!r}; valid: {', '.join(BACKENDS)}")
+    import importlib
+
+    return importlib.import_module(f".{backend}_backend" if backend != "native" else ".native", __name__)
 
 
 def attack(model: nn.Module, x: torch.Tensor, y: torch.Tensor, spec: AttackSpec, backend: str = "native",
@@ -27,16 +37,20 @@ def attack(model: nn.Module, x: torch.Tensor, y: torch.Tensor, spec: AttackSpec,
     does) and gets its previous mode back afterwards. ``generator`` drives the random start, so the same seed gives
     the same batch.
     """
-    if backend not in BACKENDS:
-        raise ConfigError(f"unknown attack backend {backend!r}; valid: {', '.join(BACKENDS)}")
-    was_training = model.training
+    module = backend_module(backend)
+    if spec.name not in module.SUPPORTED:
+        able = [b for b in BACKENDS if spec.name in backend_module(b).SUPPORTED]
+        raise ConfigError(f"attack {spec.name!r} is not available in the {backend!r} backend; "
+                          f"backends that have it: {', '.join(able)}")
+    # Each submodule's own flag is restored (not model.train(mode), which would flatten deliberately mixed modes,
+    # e.g. frozen BatchNorm blocks inside a model in training mode).
+    modes = [(m, m.training) for m in model.modules()]
     if eval_mode:
         model.eval()
     try:
-        from . import native
-
-        adv = native.run(model, x, y, spec, generator=generator)
+        adv = module.run(model, x, y, spec, generator=generator)
     finally:
-        model.train(was_training)
+        for m, training in modes:
+            m.training = training
     check_adversarial(x, adv, spec.eps, where=f"{backend}/{spec.key()}")
     return adv

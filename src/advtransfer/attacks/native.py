@@ -8,6 +8,8 @@ from torch import nn
 
 from .spec import AttackSpec
 
+SUPPORTED = frozenset({"fgsm", "pgd", "fgsm_rs"})
+
 
 def _input_grad(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     x = x.detach().requires_grad_(True)
@@ -20,7 +22,7 @@ def _input_grad(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Ten
 
 def run(model: nn.Module, x: torch.Tensor, y: torch.Tensor, spec: AttackSpec,
         generator: torch.Generator | None = None) -> torch.Tensor:
-    if spec.name not in ("fgsm", "pgd", "fgsm_rs"):
+    if spec.name not in SUPPORTED:
         raise NotImplementedError(spec.name)
     x = x.detach()
     if spec.random_start:

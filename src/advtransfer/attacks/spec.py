@@ -28,6 +28,9 @@ class AttackSpec:
     steps: int = 1
     random_start: bool = False
     targeted: bool = False
+    decay: float = 1.0  # nifgsm / vmifgsm: momentum decay factor (mu)
+    n_samples: int = 5  # vmifgsm: neighbourhood samples for the variance term (N)
+    beta: float = 1.5  # vmifgsm: neighbourhood radius as a multiple of eps
 
     def __post_init__(self) -> None:
         if self.name not in ATTACKS:
@@ -41,6 +44,8 @@ class AttackSpec:
         if not isinstance(self.steps, int) or self.steps < 1:
             raise ConfigError(f"steps = {self.steps!r}: must be an integer >= 1")
         if self.name == "fgsm":
+            if self.step is not None:
+                raise ConfigError("fgsm's step is eps: leave step unset")
             if self.steps != 1 or self.random_start:
                 raise ConfigError("fgsm is one step from the clean input: steps = 1, random_start = false "
                                   "(use 'fgsm_rs' for FGSM with a random start, 'pgd' for several steps)")
@@ -49,6 +54,14 @@ class AttackSpec:
                 raise ConfigError(f"{self.name} needs step in (0, 1] pixel units, got {self.step!r}")
         if self.name == "fgsm_rs" and (self.steps != 1 or not self.random_start):
             raise ConfigError("fgsm_rs is one step from a random start: steps = 1, random_start = true")
+        if self.name in ("nifgsm", "vmifgsm") and self.random_start:
+            raise ConfigError(f"{self.name} starts from the clean input: random_start = false")
+        if not (math.isfinite(self.decay) and self.decay >= 0.0):
+            raise ConfigError(f"decay = {self.decay!r}: must be >= 0")
+        if not isinstance(self.n_samples, int) or self.n_samples < 1:
+            raise ConfigError(f"n_samples = {self.n_samples!r}: must be an integer >= 1")
+        if not (math.isfinite(self.beta) and self.beta > 0.0):
+            raise ConfigError(f"beta = {self.beta!r}: must be > 0")
 
     @classmethod
     def fgsm(cls, eps: float) -> AttackSpec:

@@ -1,0 +1,106 @@
+"""The cross-check, the evaluation checks and the attack benchmark (structure only: speed is never asserted)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from advtransfer.attacks import AttackSpec
+from advtransfer.checks import check_evaluations
+from advtransfer.cli import main
+from advtransfer.crosscheck import crosscheck, default_specs, random_start_tolerance, to_markdown
+from advtransfer.models.zoo import reference_model
+
+
+@pytest.fixture(scope="module")
+def small_cnn():
+    return reference_model("small-cnn", seed=0)
+
+
+def test_backends_agree_on_a_trained_model(small_cnn) -> None:
+    model, x, y = small_cnn
+    rows = crosscheck(model, x[:32], y[:32], default_specs(8 / 255, steps=3), seed=1)
+    assert {r["backends"] for r in rows} == {"native vs torchattacks", "native vs art"}
+    assert len(rows) == 6 and all(r["agree"] for r in rows), to_markdown(rows)
+    for r in rows:
+        if not r["random_start"]:
+            assert r["max_abs_diff"] <= 1e-6 and r["frac_pixels_differing"] == 0.0
+    clean = (model(x[:32]).argmax(1) == y[:32]).float().mean().item()
+    assert clean > 0.5  # trained: gradients are meaningful, so the agreement above is not vacuous
+
+
+def test_disagreement_is_detected(small_cnn, monkeypatch) -> None:
+    from advtransfer.attacks import torchattacks_backend
+
+    def halfway(model, x, y, spec, generator=None):  # a broken backend that stays inside the eps ball
+        return x + (torchattacks_backend_run(model, x, y, spec, generator) - x) / 2
+
+    torchattacks_backend_run = torchattacks_backend.run
+    monkeypatch.setattr(torchattacks_backend, "run", halfway)
+    model, x, y = small_cnn
+    rows = crosscheck(model, x[:16], y[:16], [AttackSpec.fgsm(8 / 255)])
+    bad = [r for r in rows if not r["agree"]]
+    assert [r["backends"] for r in bad] == ["native vs torchattacks"]
+
+
+def test_random_start_tolerance_shrinks_with_n() -> None:
+    assert random_start_tolerance(0.5, 100) > random_start_tolerance(0.5, 10_000)
+    assert random_start_tolerance(0.0, 100) == pytest.approx(0.01)  # one example when outcomes cannot vary
+
+
+def test_crosscheck_cli_writes_tables_and_exit_code(tmp_path, small_cnn, monkeypatch) -> None:
+    monkeypatch.setattr("advtransfer.models.zoo.reference_model", lambda name, seed=0, device=None: small_cnn)
+    out = tmp_path / "cc"
+    assert main(["crosscheck", "--model", "small-cnn", "--n", "16", "--steps", "2", "--out", str(out)]) == 0
+    doc = json.loads((out / "crosscheck.json").read_text())
+    assert doc["all_agree"] and len(doc["rows"]) == 6
+    assert "native vs art" in (out / "crosscheck.md").read_text()
+    from advtransfer.attacks import art_backend
+
+    monkeypatch.setattr(art_backend, "run", lambda m, x, y, s, generator=None: x.clone())  # does not attack
+    assert main(["crosscheck", "--model", "small-cnn", "--n", "16", "--steps", "2", "--out", str(out)]) == 1
+
+
+def test_bench_attacks_reports_every_backend(tmp_path, small_cnn, monkeypatch) -> None:
+    monkeypatch.setattr("advtransfer.models.zoo.reference_model", lambda name, seed=0, device=None: small_cnn)
+    path = tmp_path / "bench.json"
+    assert main(["bench", "attacks", "--model", "small-cnn", "--batch", "16", "--steps", "2", "--repeats", "1",
+                 "--json", str(path)]) == 0
+    result = json.loads(path.read_text())
+    assert result["forward_backward_ms"] > 0
+    pairs = {(r["attack"].split("-")[0], r["backend"]) for r in result["rows"]}
+    assert pairs == {(a, b) for a in ("fgsm", "pgd") for b in ("native", "torchattacks", "art")}
+    assert all(r["ratio_to_bound"] > 0 for r in result["rows"])
+
+
+def _rec(attack, threat, eps, acc, backend="native"):
+    return {"attack": attack, "threat": threat, "eps": eps, "accuracy": acc, "backend": backend}
+
+
+def test_checks_flag_each_violation_with_a_meaning() -> None:
+    good = [_rec("none", "natural", 0.0, 0.9, ""), _rec("fgsm", "whitebox", 0.01, 0.3), _rec("fgsm", "whitebox",
+            0.1, 0.05), _rec("fgsm", "transfer", 0.01, 0.6), _rec("fgsm", "transfer", 0.1, 0.2),
+            _rec("pgd", "whitebox", 0.01, 0.1)]
+    assert check_evaluations("m", good) == []
+    bad = [_rec("none", "natural", 0.0, 0.9, ""), _rec("fgsm", "whitebox", 0.01, 0.5), _rec("fgsm", "whitebox",
+           0.1, 0.7), _rec("fgsm", "transfer", 0.01, 0.3), _rec("pgd", "whitebox", 0.01, 0.6)]
+    flags = {f.check: f for f in check_evaluations("m", bad)}
+    assert set(flags) == {"whitebox_weaker_than_transfer", "pgd_weaker_than_fgsm", "accuracy_not_falling_with_eps",
+                          "no_collapse_at_large_eps"}
+    assert all(f.meaning and f.model == "m" for f in flags.values())
+
+
+def test_checks_tolerate_noise_below_the_threshold() -> None:
+    recs = [_rec("none", "natural", 0.0, 0.9, ""), _rec("fgsm", "whitebox", 0.01, 0.305),
+            _rec("fgsm", "transfer", 0.01, 0.3), _rec("pgd", "whitebox", 0.01, 0.31)]
+    assert check_evaluations("m", recs) == []
+
+
+def test_reference_model_is_deterministic() -> None:
+    a, xa, _ = reference_model("small-cnn", seed=3)
+    b, xb, _ = reference_model("small-cnn", seed=3)
+    assert torch.equal(xa, xb)
+    for (ka, va), (kb, vb) in zip(a.state_dict().items(), b.state_dict().items()):
+        assert ka == kb and torch.equal(va, vb)
