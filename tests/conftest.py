@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import torch
 
 # The kit's tests never use a GPU, and never reach the network: keep torch on the CPU even where CUDA exists.
 os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
@@ -78,3 +80,13 @@ def mini_exp1(tmp_path: Path) -> Path:
     path = tmp_path / "exp1_mini.toml"
     path.write_text(MINI_EXP1)
     return path
+
+
+@pytest.fixture(scope="module")
+def one_thread() -> Iterator[None]:
+    """Tiny tensors: one intra-op thread is faster, and far faster when other processes share the 2 cores.
+    Use with ``pytestmark = pytest.mark.usefixtures("one_thread")``."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

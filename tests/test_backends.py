@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import copy
 import logging
-from collections.abc import Iterator
 
 import numpy as np
 import pytest
@@ -34,13 +33,7 @@ TOLERANCE = 1e-6
 Batch = tuple[nn.Module, torch.Tensor, torch.Tensor]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread() -> Iterator[None]:
-    """Small tensors: one intra-op thread is faster, and far faster when other processes share the 2 cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _train(model: nn.Module, x: torch.Tensor, y: torch.Tensor, steps: int, lr: float, batch: int) -> nn.Module:

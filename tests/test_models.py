@@ -6,8 +6,6 @@ Everything runs on a small MobileNetV2 (width 0.25, total stride 8, 32 px inputs
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 import torch
 import torch.nn.functional as F
@@ -24,13 +22,7 @@ BLOCKS = (4, 8, 12, 16)
 BN_TYPES = (nn.BatchNorm2d, nn.BatchNorm1d)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread() -> Iterator[None]:
-    """Tiny tensors: one intra-op thread is faster, and far faster when other processes share the 2 cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def small_net(seed: int, num_classes: int = BASE_CLASSES) -> nn.Module:

@@ -96,3 +96,30 @@ def test_training_learns_and_epoch_seeds_differ(tmp_path):
     assert result.history[-1]["train_loss"] < result.history[0]["train_loss"]
     assert result.history[-1]["train_acc"] > 0.6  # (eval-mode BatchNorm statistics lag on so few steps)
     assert len({epoch_seed(0, e) for e in range(100)}) == 100
+
+
+def test_adversarial_training_step_trains_on_adversarial_batches_and_resumes_exactly(tmp_path):
+    """fit(adversary=...) feeds only adversarial batches to the optimizer; resume stays bit-identical."""
+    from advtransfer.attacks import AttackSpec, attack
+
+    spec = AttackSpec("fgsm_rs", 8 / 255, step=10 / 255, random_start=True)
+    seen: list[float] = []
+
+    def adversary(model, x, y, generator):
+        adv = attack(model, x, y, spec, "native", generator=generator)
+        seen.append((adv - x).abs().amax().item())
+        assert model.training  # crafted in eval mode, then the training mode is back for the step
+        return adv
+
+    schedule = (Phase("sgd", 1e-3, 3),)
+    full = _model()
+    _fit(full, schedule, tmp_path / "full", adversary=adversary)
+    assert seen and all(0 < d <= 8 / 255 + 1e-6 for d in seen)  # every batch perturbed, inside the ball
+    resumed = _model()
+    _fit(resumed, schedule, tmp_path / "r", adversary=adversary, stop_after=1)
+    again = _model()
+    _fit(again, schedule, tmp_path / "r", adversary=adversary)
+    _same(full, again)
+    clean = _model()
+    _fit(clean, schedule, tmp_path / "clean")
+    assert any(not torch.equal(a, b) for a, b in zip(full.state_dict().values(), clean.state_dict().values()))

@@ -36,6 +36,13 @@ def _acc(records: Iterable[dict], **match) -> dict[float, float]:
     return {r["eps"]: r["accuracy"] for r in records if all(r.get(k) == v for k, v in match.items())}
 
 
+def _at_least_as_strong(model: str, check: str, *, strong: dict[float, float], weak: dict[float, float],
+                        tolerance: float, detail: str, meaning: str) -> list[Flag]:
+    """Flags every eps where the stronger attack left a higher accuracy than the weaker one (beyond tolerance)."""
+    return [Flag(check, model, detail.format(eps=eps, strong=strong[eps], weak=weak[eps]), meaning)
+            for eps in sorted(set(strong) & set(weak)) if strong[eps] > weak[eps] + tolerance]
+
+
 def check_evaluations(model: str, records: list[dict], tolerance: float = TOLERANCE) -> list[Flag]:
     """Checks over one model's evaluation records (dicts with attack, threat, eps, backend, accuracy)."""
     flags: list[Flag] = []
@@ -43,21 +50,17 @@ def check_evaluations(model: str, records: list[dict], tolerance: float = TOLERA
         wb = _acc(records, attack="fgsm", threat="whitebox", backend=backend)
         tr = _acc(records, attack="fgsm", threat="transfer", backend=backend)
         pgd = _acc(records, attack="pgd", threat="whitebox", backend=backend)
-        for eps in sorted(set(wb) & set(tr)):
-            if wb[eps] > tr[eps] + tolerance:
-                flags.append(Flag(
-                    "whitebox_weaker_than_transfer", model,
-                    f"{backend} FGSM eps {eps:g}: white-box accuracy {wb[eps]:.4f} > transfer {tr[eps]:.4f}",
-                    "an attack that sees the model's own gradients did worse than one crafted on another model: "
+        flags += _at_least_as_strong(
+            model, "whitebox_weaker_than_transfer", strong=wb, weak=tr, tolerance=tolerance,
+            detail=f"{backend} FGSM eps {{eps:g}}: white-box accuracy {{strong:.4f}} > transfer {{weak:.4f}}",
+            meaning="an attack that sees the model's own gradients did worse than one crafted on another model: "
                     "typical of gradient masking (flat or noisy input gradients, e.g. saturated softmax), which "
-                    "makes white-box numbers overstate robustness; try PGD with more steps or random starts"))
-        for eps in sorted(set(wb) & set(pgd)):
-            if pgd[eps] > wb[eps] + tolerance:
-                flags.append(Flag(
-                    "pgd_weaker_than_fgsm", model,
-                    f"{backend} eps {eps:g}: PGD accuracy {pgd[eps]:.4f} > FGSM {wb[eps]:.4f}",
-                    "an iterative attack did worse than a single step at the same eps: the PGD step size or step "
-                    "count is too small, or gradients are masked; robustness under PGD is then overstated"))
+                    "makes white-box numbers overstate robustness; try PGD with more steps or random starts")
+        flags += _at_least_as_strong(
+            model, "pgd_weaker_than_fgsm", strong=pgd, weak=wb, tolerance=tolerance,
+            detail=f"{backend} eps {{eps:g}}: PGD accuracy {{strong:.4f}} > FGSM {{weak:.4f}}",
+            meaning="an iterative attack did worse than a single step at the same eps: the PGD step size or step "
+                    "count is too small, or gradients are masked; robustness under PGD is then overstated")
         eps_sorted = sorted(wb)
         for lo, hi in pairwise(eps_sorted):
             if wb[hi] > wb[lo] + tolerance:

@@ -109,6 +109,20 @@ def cmd_data_fetch(args: argparse.Namespace) -> int:
     from .models import weights
 
     data_root = Path(args.data_root)
+    if args.what in ("cifar10", "cifar100"):
+        from .data.cifar import fetch_cifar
+
+        print(f"{args.what} ready at {fetch_cifar(args.what, data_root)}")
+        return 0
+    if args.what == "cifar10-jpg":
+        from .data.cifar import prepare_cifar10_jpg
+
+        source = Path(args.source)
+        if not source.is_dir():
+            raise UserError(f"--source {source} does not exist: give the folder holding cifar10-jpg-train.tar.gz, "
+                            "cifar10-jpg-test.tar.gz and SHA256SUMS")
+        print(f"cifar10-jpg ready at {prepare_cifar10_jpg(source, data_root)}")
+        return 0
     if args.what in ("imagenet-r", "all"):
         print(f"ImageNet-R ready at {imagenet_r.fetch(data_root, progress=not args.quiet)}")
     if args.what in ("weights", "all"):
@@ -226,8 +240,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("data", help="fetch or check datasets and weights")
     dsub = p.add_subparsers(dest="data_command", required=True, metavar="ACTION")
-    f = dsub.add_parser("fetch", help="download, verify and extract: imagenet-r, weights, or all")
-    f.add_argument("what", choices=("imagenet-r", "weights", "all"))
+    f = dsub.add_parser("fetch", help="download (or unpack), verify and extract: imagenet-r, weights, all (both), "
+                                      "cifar10, cifar100, cifar10-jpg (from local tarballs, see --source)")
+    f.add_argument("what", choices=("imagenet-r", "weights", "all", "cifar10", "cifar100", "cifar10-jpg"))
+    f.add_argument("--source", default="../shared/data/cifar10-jpg",
+                   help="cifar10-jpg: folder with the tarballs and SHA256SUMS")
     data_root_arg(f)
     f.add_argument("--model", default="mobilenet_v2", choices=("mobilenet_v2", "resnet18"))
     f.add_argument("--weights", default="IMAGENET1K_V1", choices=("IMAGENET1K_V1", "IMAGENET1K_V2"))

@@ -104,11 +104,16 @@ def fit(
     log: Callable[[str], None] = print,
     stop_after: int | None = None,
     eval_batch_size: int = 256,
+    adversary: Callable[[nn.Module, torch.Tensor, torch.Tensor, torch.Generator], torch.Tensor] | None = None,
 ) -> FitResult:
     """Train ``model`` in place through the phases of ``schedule``, resuming from ``ckpt_dir`` if possible.
 
     The last epoch's weights are kept (no model selection), as in both original studies. ``stop_after`` ends the
     call after that many total epochs (a simulated interruption, for tests).
+
+    ``adversary(model, x, y, generator)`` turns every training batch into adversarial examples before the step
+    (adversarial training on 100% adversarial batches, as study 2's original); its random starts draw from a
+    per-epoch generator, so resumed adversarial training is exact too.
     """
     total = sum(p.epochs for p in schedule)
     ckpt_dir = Path(ckpt_dir)
@@ -152,12 +157,15 @@ def fit(
         es = epoch_seed(seed, epoch)
         order = torch.randperm(len(train_set), generator=torch.Generator().manual_seed(es))
         loss_sum, correct, seen = 0.0, 0, 0
+        attack_generator = torch.Generator(device=device).manual_seed(es)
         with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
             torch.manual_seed(es)
             model.train()
             for x, y in batches(train_set, batch_size, order, workers=workers):
                 x = x.to(device, non_blocking=True).contiguous(memory_format=torch.channels_last)
                 y = y.to(device, non_blocking=True)
+                if adversary is not None:
+                    x = adversary(model, x, y, attack_generator)  # the model's train mode is restored after
                 logits = model(x)
                 loss = F.cross_entropy(logits, y)
                 optimizer.zero_grad(set_to_none=True)

@@ -14,11 +14,12 @@ class AttackCheckError(RuntimeError):
 def check_adversarial(x: torch.Tensor, adv: torch.Tensor, eps: float, where: str = "attack") -> None:
     if adv.shape != x.shape:
         raise AttackCheckError(f"{where}: adversarial batch has shape {tuple(adv.shape)}, input {tuple(x.shape)}")
-    if torch.isnan(adv).any():
+    # One device sync for all four statistics (this runs after every adversarial batch).
+    lo, hi, dist, nan = torch.stack([adv.amin(), adv.amax(), (adv - x).abs().amax(),
+                                     adv.isnan().any().to(adv.dtype)]).tolist()
+    if nan:
         raise AttackCheckError(f"{where}: adversarial batch contains NaN")
-    lo, hi = adv.min().item(), adv.max().item()
     if lo < 0.0 or hi > 1.0:
         raise AttackCheckError(f"{where}: adversarial values leave [0, 1] (min {lo}, max {hi})")
-    dist = (adv - x).abs().max().item()
     if dist > eps + EPS_TOLERANCE:
         raise AttackCheckError(f"{where}: L-inf distance {dist} exceeds eps {eps} (+{EPS_TOLERANCE})")
