@@ -64,10 +64,10 @@ def test_run_writes_cells_results_and_figures(mini_run: Path) -> None:
         assert 0.0 <= float(r["accuracy"]) <= 1.0 and int(r["n"]) > 0
         assert int(r["primary"]) == (r["threat"] == "natural" or float(r["eps"]) == 0.03)
     cell = json.loads((mini_run / "cells" / "exp1-intended-a4b-s0.json").read_text())
-    for key in ("config", "provenance", "evaluations", "training", "wall_seconds", "seed"):
+    for key in ("config", "provenance", "evaluations", "training_log", "wall_seconds", "seed"):
         assert key in cell
     assert set(cell["provenance"]) >= {"git", "versions", "device_name", "python"}
-    assert cell["training"]["frozen_features"] == 6 and len(cell["training"]["history"]) == 2
+    assert cell["training_log"]["frozen_features"] == 6 and len(cell["training_log"]["history"]) == 2
     ev = cell["evaluations"][0]
     assert len(ev["flags"]) == ev["n"] and ev["flags"].count("1") == ev["correct"]
     for name in EXP1_FIGURES:

@@ -51,12 +51,14 @@ def _eps(value: str) -> float:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from .config import load_exp1
+    from dataclasses import replace
 
-    cfg = load_exp1(args.experiment, args.profile)
+    from .config import load_exp1, load_exp2, load_raw
+
+    _, meta, _ = load_raw(args.experiment, args.profile)
+    study = meta.get("study", 1)
+    cfg = load_exp2(args.experiment, args.profile) if study == 2 else load_exp1(args.experiment, args.profile)
     if args.backends:
-        from dataclasses import replace
-
         from .attacks import BACKENDS
 
         backends = tuple(b.strip() for b in args.backends.split(",") if b.strip())
@@ -66,9 +68,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else Path("results") / args.profile
     if out.exists() and not out.is_dir():
         raise UserError(f"--out {out} exists and is not a directory")
-    from . import study1
+    from . import study1, study2
 
-    figures = study1.run(cfg, out, Path(args.data_root), _device(args.device), download=args.download)
+    module = study2 if study == 2 else study1
+    module.run(cfg, out, Path(args.data_root), _device(args.device), download=args.download)
+    figures = _figures_and_report(out)
     print(f"results: {out / 'results.csv'}")
     for f in figures:
         print(f"figure:  {f}")
@@ -86,6 +90,17 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _figures_and_report(out: Path) -> list[Path]:
+    """Every figure the results in ``out`` support (each study's module skips what is not there), then the report."""
+    from .figures import make_figures
+    from .figures_exp2 import make_exp2_figures
+    from .report import write_report
+
+    figures = make_figures(out) + make_exp2_figures(out)
+    write_report(out)
+    return figures
+
+
 def cmd_figures(args: argparse.Namespace) -> int:
     from .figures import make_figures
     from .results import write_results_csv
@@ -95,12 +110,12 @@ def cmd_figures(args: argparse.Namespace) -> int:
         raise UserError(f"--results {results} does not exist; give the --out folder of an `advtransfer run`")
     if (results / "cells").is_dir():
         write_results_csv(results)  # rebuild from the cell files, the source of truth
-    for f in make_figures(results):
+        figures = _figures_and_report(results)
+        print(f"report: {results / 'report.md'}")
+    else:
+        figures = make_figures(results)
+    for f in figures:
         print(f"figure: {f}")
-    if (results / "cells").is_dir():
-        from .report import write_report
-
-        print(f"report: {write_report(results)}")
     return 0
 
 

@@ -297,3 +297,104 @@ def load_exp1(experiment: str, profile: str) -> Exp1Config:
         crosscheck_subset=r.get("crosscheck_subset", int, 64),
         source_file=str(path),
     )
+
+
+# ------------------------------------------------------------------------------------------------- study 2 ---
+
+EXP2_DATA = ("cifar", "tiny", "cifar10-jpg")
+EXP2_DATASETS = ("cifar10", "cifar100")
+EXP2_MODELS = ("basenet", "resnet18_transfer", "resnet18_scratch")
+EXP2_TRAININGS = ("clean", "pgd", "nifgsm", "vmifgsm", "fgsm_rs")
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One of study 2's four experiments: a dataset, its models and their trainings."""
+
+    id: int
+    dataset: str
+    models: tuple[str, ...]
+    trainings: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Exp2Config:
+    name: str
+    profile: str
+    protocols: tuple[str, ...]
+    seeds: tuple[int, ...]
+    data: str
+    batch_size: int
+    eval_batch_size: int
+    eps: float
+    step: float
+    steps: int
+    decay: float
+    vmi_samples: int
+    vmi_beta: float
+    val: float
+    crosscheck_subset: int
+    backends: tuple[str, ...]
+    resnet_input_size: int | None
+    clean_schedule: tuple[Phase, ...]
+    adv_schedule: tuple[Phase, ...]
+    settings: tuple[Setting, ...]
+    tiny_per_class: int = 60
+    tiny_classes: dict[str, int] = field(default_factory=dict)
+    train_per_class: int | None = None
+    source_file: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def load_exp2(experiment: str, profile: str) -> Exp2Config:
+    from .attacks import BACKENDS
+
+    path, meta, raw = load_raw(experiment, profile)
+    r = _Reader(raw, f"{path.name}[{profile}]")
+    m = _Reader(meta, f"{path.name}[experiment]")
+    protocols = tuple(m.get("protocols", list, list(PROTOCOLS)))
+    if not protocols or any(p not in PROTOCOLS for p in protocols) or len(set(protocols)) != len(protocols):
+        raise ConfigError(f"{path.name}[experiment].protocols = {list(protocols)!r}; valid: {', '.join(PROTOCOLS)}")
+    seeds = tuple(r.get("seeds", list, [0]))
+    if not seeds or any(isinstance(s, bool) or not isinstance(s, int) or s < 0 for s in seeds):
+        raise ConfigError(f"{r.where}.seeds = {seeds!r}: expected a non-empty list of integers >= 0")
+    backends = tuple(r.get("backends", list, ["native"]))
+    if not backends or any(b not in BACKENDS for b in backends):
+        raise ConfigError(f"{r.where}.backends = {list(backends)!r}; valid: {', '.join(BACKENDS)}")
+    settings = []
+    for i, item in enumerate(r.get("settings", list)):
+        s = _Reader(item if isinstance(item, dict) else {}, f"{r.where}.settings[{i}]")
+        models = tuple(s.get("models", list))
+        trainings = tuple(s.get("trainings", list))
+        for model in models:
+            if model not in EXP2_MODELS:
+                raise ConfigError(f"{s.where}.models: {model!r}; valid: {', '.join(EXP2_MODELS)}")
+        for training in trainings:
+            if training not in EXP2_TRAININGS:
+                raise ConfigError(f"{s.where}.trainings: {training!r}; valid: {', '.join(EXP2_TRAININGS)}")
+        if "clean" not in trainings:
+            raise ConfigError(f"{s.where}.trainings must include 'clean' (adversarial training starts from it)")
+        settings.append(Setting(s.positive("id", int), s.choice("dataset", EXP2_DATASETS), models, trainings))
+    if not settings:
+        raise ConfigError(f"{r.where}.settings: at least one experiment is needed")
+    eps = r.get("eps", float)
+    if not 0.0 < eps <= 1.0:
+        raise ConfigError(f"{r.where}.eps = {eps!r}: eps is in pixel units on [0, 1] inputs, so 0 < eps <= 1")
+    tiny_classes = r.get("tiny_classes", dict, {"cifar10": 10, "cifar100": 20})
+    resize = r.get("resnet_input_size", int, 224)
+    return Exp2Config(
+        name=m.get("name", str, path.stem), profile=profile, protocols=protocols, seeds=seeds,
+        data=r.choice("data", EXP2_DATA), batch_size=r.positive("batch_size", int),
+        eval_batch_size=r.positive("eval_batch_size", int, 256), eps=eps, step=r.positive("step", float),
+        steps=r.positive("steps", int), decay=r.get("decay", float, 1.0), vmi_samples=r.positive("vmi_samples", int, 5),
+        vmi_beta=r.positive("vmi_beta", float, 1.5), val=r.fraction("val", 0.1),
+        crosscheck_subset=r.get("crosscheck_subset", int, 64), backends=backends,
+        resnet_input_size=resize if resize > 0 else None,
+        clean_schedule=_schedule(r.get("clean_schedule", list), f"{r.where}.clean_schedule"),
+        adv_schedule=_schedule(r.get("adv_schedule", list), f"{r.where}.adv_schedule"),
+        settings=tuple(settings), tiny_per_class=r.positive("tiny_per_class", int, 60),
+        tiny_classes={k: int(v) for k, v in tiny_classes.items()},
+        train_per_class=r.get("train_per_class", int, 0) or None, source_file=str(path),
+    )

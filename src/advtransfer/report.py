@@ -13,6 +13,7 @@ import numpy as np
 
 from .crosscheck import to_markdown, write_tables
 from .figures import EXP1_FIGURES, summary_table
+from .figures_exp2 import exp2_markdown
 from .io import atomic_write_text
 from .results import read_cells
 
@@ -34,15 +35,17 @@ def _pgd_means(cells: list[dict]) -> dict[tuple[str, str], float]:
 
 def write_report(out: Path) -> Path:
     out = Path(out)
-    cells = [c for c in read_cells(out) if c.get("experiment") == "exp1"]
+    every = read_cells(out)
+    cells = [c for c in every if c.get("experiment") == "exp1"]
     lines = ["# advtransfer report", ""]
-    if cells:
-        prov = cells[0]["provenance"]
+    if every:
+        prov = every[0]["provenance"]
         v = prov["versions"]
-        lines += [f"Profile `{cells[0]['profile']}`; {len(cells)} cells; commit `{prov['git']['commit']}`"
+        lines += [f"Profile `{every[0]['profile']}`; {len(every)} cells; commit `{prov['git']['commit']}`"
                   f"{' (dirty)' if prov['git']['dirty'] else ''}; device {prov['device_name']}; torch {v['torch']}, "
                   f"torchvision {v['torchvision']}, torchattacks {v['torchattacks']}, "
                   f"ART {v['adversarial-robustness-toolbox']}.", ""]
+    if cells:
         table = summary_table(out)
         pgd = _pgd_means(cells)
         eps = table[0]["eps"] if table else None
@@ -65,7 +68,11 @@ def write_report(out: Path) -> Path:
             if (out / "figures" / f"{name}.png").is_file():
                 lines.append(f"![{name}](figures/{name}.png)")
         lines.append("")
-        rows = [row for doc in cells for row in doc.get("crosscheck", [])]
+    exp2 = exp2_markdown(out)
+    if exp2:
+        lines += [exp2, ""]
+    if every:
+        rows = [row for doc in every for row in doc.get("crosscheck", [])]
         if rows:
             write_tables(rows, out)
             bad = [r for r in rows if not r["agree"]]
@@ -74,7 +81,7 @@ def write_report(out: Path) -> Path:
                       f"{len(rows) - len(bad)} of {len(rows)} comparisons agree."
                       + (" **Disagreements are listed below.**" if bad else ""), "",
                       to_markdown(rows, title="Per model and attack").split("\n", 2)[2]]
-        flags = [(doc["cell"], f) for doc in cells for f in doc.get("checks", [])]
+        flags = [(doc["cell"], f) for doc in every for f in doc.get("checks", [])]
         lines += ["## Sanity checks", ""]
         if flags:
             lines += [f"- `{cell}` **{f['check']}**: {f['detail']}. {f['meaning']}." for cell, f in flags]

@@ -18,6 +18,9 @@ from .figures import RESULTS_COLUMNS
 from .io import atomic_write_json, atomic_write_text
 
 SCHEMA_VERSION = 1
+# The figures' columns, then study 2's: its sub-experiment (1-4) and how the model was trained (clean, or the
+# attack used for adversarial training). Empty for study 1.
+CSV_COLUMNS = (*RESULTS_COLUMNS, "setting", "training")
 
 
 def cell_path(out: Path, cell: str) -> Path:
@@ -61,14 +64,15 @@ def rows_of(doc: dict[str, Any]) -> list[dict[str, Any]]:
             "n_blocks": "" if doc.get("n_blocks") is None else doc["n_blocks"],
             "attack": ev["attack"], "threat": ev["threat"], "source_model": ev["source_model"], "eps": ev["eps"],
             "backend": ev["backend"], "accuracy": f"{ev['accuracy']:.6f}", "correct": ev["correct"], "n": ev["n"],
-            "primary": int(ev["primary"]), "cell": doc["cell"],
+            "primary": int(ev["primary"]), "cell": doc["cell"], "setting": doc.get("setting", ""),
+            "training": doc.get("training", ""),
         })
     return rows
 
 
 def write_results_csv(out: Path) -> Path:
     buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=list(RESULTS_COLUMNS), lineterminator="\n")
+    writer = csv.DictWriter(buf, fieldnames=list(CSV_COLUMNS), lineterminator="\n")
     writer.writeheader()
     for doc in read_cells(out):
         writer.writerows(rows_of(doc))

@@ -337,7 +337,7 @@ def run_cell(ctx: Context, cell: Cell) -> dict:
         "model": cell.model, "family": cell.family, "n_blocks": cell.n_blocks,
         "metrics": {"natural_accuracy": natural, "fgsm_transfer_accuracy": adv},
         "backends": list(cfg.backends), "evaluations": records, "checks": checks, "crosscheck": cross,
-        "training": training, "artifacts": artifacts,
+        "training_log": training, "artifacts": artifacts,
         "data": {"dataset": cfg.dataset, "n_train": len(data["train"]), "n_val": len(data["val"]),
                  "n_test": len(data["test"]), "manifest": f"manifests/{cfg.name}-{cell.protocol}-s{cell.seed}.json"},
         "config": cfg.to_dict(), "provenance": provenance.collect(ctx.device),
@@ -381,8 +381,8 @@ def write_eps_choice(ctx: Context, cell: Cell, base: ImageClassifier, test: Data
 
 
 def run(cfg: Exp1Config, out: Path, data_root: Path, device: torch.device, *, download: bool = False,
-        log: Log = _stderr, cells: list[Cell] | None = None) -> list[Path]:
-    """Run every unfinished cell of the grid, then rebuild ``results.csv`` and the figures."""
+        log: Log = _stderr, cells: list[Cell] | None = None) -> None:
+    """Run every unfinished cell of the grid, then rebuild ``results.csv`` (figures and report: the caller)."""
     missing, failures = preflight(cfg, data_root), []
     if missing and download:
         failures = fetch_missing(cfg, data_root)
@@ -404,9 +404,3 @@ def run(cfg: Exp1Config, out: Path, data_root: Path, device: torch.device, *, do
         log(f"[{cell.key}] cell {i}/{len(grid)}")
         write_cell(out, cell.key, run_cell(ctx, cell))
     write_results_csv(out)
-    from .figures import make_figures
-    from .report import write_report
-
-    figures = make_figures(out)
-    write_report(out)
-    return figures

@@ -28,9 +28,10 @@ class BaseNet(nn.Module):
         return self.classifier(self.features(x))
 
 
-def basenet(num_classes: int = 10, seed: int | None = None) -> BaseNet:
-    """BaseNet for CIFAR-10 (10 classes) or its CIFAR-100 variant (100 classes); seeded init on a private RNG."""
-    hidden = (1024, 512) if num_classes == 100 else (120, 84)
+def basenet(num_classes: int = 10, seed: int | None = None, wide: bool | None = None) -> BaseNet:
+    """BaseNet for CIFAR-10 or its CIFAR-100 variant (``wide``: fc 400->1024->512; default: when num_classes is
+    100); seeded init on a private RNG."""
+    hidden = (1024, 512) if (num_classes == 100 if wide is None else wide) else (120, 84)
     with torch.random.fork_rng(devices=[]):
         if seed is not None:
             torch.manual_seed(seed)
