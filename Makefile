@@ -22,7 +22,7 @@ $(BIN)/.installed: pyproject.toml tools/install.sh
 
 venv: $(BIN)/.installed  ## create .venv with the pinned dependencies (torch 2.14.1, torchattacks 3.5.1, ART 1.20.1)
 
-demo: $(BIN)/.installed  ## every experiment's demo profile on built-in tiny data, CPU, offline, ~7 min -> results/demo
+demo: $(BIN)/.installed  ## every experiment's demo profile on built-in tiny data, CPU, offline, ~7 min (+2 min first setup) -> results/demo
 	$(BIN)/advtransfer run exp1 --profile demo --out $(OUT)/demo $(ARGS)
 	$(BIN)/advtransfer run exp2 --profile demo --out $(OUT)/demo $(ARGS)
 

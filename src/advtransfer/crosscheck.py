@@ -46,6 +46,8 @@ def crosscheck(model: nn.Module, x: torch.Tensor, y: torch.Tensor, specs: list[A
                backends: tuple[str, ...] = BACKENDS, seed: int = 0, reference: str = "native") -> list[dict]:
     """One row per (attack, backend other than the reference): differences, accuracies, seconds, agreement."""
     rows = []
+    with torch.no_grad():
+        model.eval()(x[:1])  # warm-up; "seconds" are single runs and include each library's first-call costs
     for spec in specs:
         able = [b for b in backends if spec.name in backend_module(b).SUPPORTED]
         if reference not in able:

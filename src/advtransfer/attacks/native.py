@@ -25,13 +25,17 @@ def run(model: nn.Module, x: torch.Tensor, y: torch.Tensor, spec: AttackSpec,
     if spec.name not in SUPPORTED:
         raise NotImplementedError(spec.name)
     x = x.detach()
+    if spec.name == "fgsm":
+        return (x + spec.eps * _input_grad(model, x, y).sign()).clamp(0.0, 1.0).detach()
     if spec.random_start:
         noise = torch.rand(x.shape, generator=generator, device="cpu" if generator is None else generator.device)
         adv = (x + (noise.to(x.device, x.dtype) * 2 - 1) * spec.eps).clamp(0.0, 1.0)
     else:
         adv = x.clone()
     for _ in range(spec.steps):
-        grad = _input_grad(model, adv, y)
-        adv = adv.detach() + spec.step_size * grad.sign()
-        adv = torch.min(torch.max(adv, x - spec.eps), x + spec.eps).clamp(0.0, 1.0)
+        adv = adv + spec.step_size * _input_grad(model, adv, y).sign()
+        # Project as x + clamp(adv - x, -eps, eps), the float operations torchattacks and ART use:
+        # min(max(adv, x - eps), x + eps) is the same set but rounds differently by an ulp, and over several steps
+        # one ulp can flip the sign of a near-zero gradient (seen on real CIFAR-10 images: 0.11% of pixels off by eps).
+        adv = (x + (adv - x).clamp(-spec.eps, spec.eps)).clamp(0.0, 1.0)
     return adv.detach()
