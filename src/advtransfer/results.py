@@ -77,3 +77,24 @@ def write_results_csv(out: Path) -> Path:
     for doc in read_cells(out):
         writer.writerows(rows_of(doc))
     return atomic_write_text(Path(out) / "results.csv", buf.getvalue())
+
+
+def missing_error(experiment: str, profile: str, missing: list[str], failures: list[str] = ()) -> DataError:
+    """One message for everything a run lacks (each item names its fix), plus why downloads failed, if tried."""
+    tried = "\nDownload attempts failed:\n- " + "\n- ".join(failures) if failures else ""
+    return DataError("cannot run {} --profile {}: {} missing.\n- {}{}".format(
+        experiment, profile, "one thing is" if len(missing) == 1 else f"{len(missing)} things are",
+        "\n- ".join(missing), tried))
+
+
+def run_grid(out: Path, grid: list, backends: tuple[str, ...], run_cell, log) -> None:
+    """Run every cell of ``grid`` (objects with a ``key``) not already done, writing each result atomically as it
+    finishes, then rebuild ``results.csv``. A killed run loses at most the cell in progress (which resumes from its
+    checkpoints)."""
+    for i, cell in enumerate(grid, 1):
+        if is_done(out, cell.key, backends):
+            log(f"[{cell.key}] done already, skipped ({i}/{len(grid)})")
+            continue
+        log(f"[{cell.key}] cell {i}/{len(grid)}")
+        write_cell(out, cell.key, run_cell(cell))
+    write_results_csv(out)

@@ -39,7 +39,7 @@ from .io import atomic_write_bytes, atomic_write_json
 from .models import weights
 from .models.classifier import ImageClassifier
 from .models.mobilenet import build_mobilenet_v2, transfer_model, wrap
-from .results import is_done, write_cell, write_results_csv
+from .results import missing_error, run_grid
 from .train import fit
 
 Log = Callable[[str], None]
@@ -388,19 +388,9 @@ def run(cfg: Exp1Config, out: Path, data_root: Path, device: torch.device, *, do
         failures = fetch_missing(cfg, data_root)
         missing = preflight(cfg, data_root)
     if missing:
-        tried = "\nDownload attempts failed:\n- " + "\n- ".join(failures) if failures else ""
-        raise DataError("cannot run {} --profile {}: {} missing.\n- {}{}".format(
-            cfg.name, cfg.profile, "one thing is" if len(missing) == 1 else f"{len(missing)} things are",
-            "\n- ".join(missing), tried))
+        raise missing_error(cfg.name, cfg.profile, missing, failures)
     out = Path(out)
     atomic_write_json(out / f"config-{cfg.name}.json", cfg.to_dict())
     workers = 0 if cfg.dataset == "tiny" else min(8, os.cpu_count() or 1)
     ctx = Context(cfg, out, Path(data_root), device, log, workers)
-    grid = plan(cfg) if cells is None else cells
-    for i, cell in enumerate(grid, 1):
-        if is_done(out, cell.key, cfg.backends):
-            log(f"[{cell.key}] done already, skipped ({i}/{len(grid)})")
-            continue
-        log(f"[{cell.key}] cell {i}/{len(grid)}")
-        write_cell(out, cell.key, run_cell(ctx, cell))
-    write_results_csv(out)
+    run_grid(out, plan(cfg) if cells is None else cells, cfg.backends, lambda cell: run_cell(ctx, cell), log)

@@ -32,7 +32,7 @@ from .models import weights
 from .models.basenet import basenet
 from .models.classifier import IMAGENET_MEAN, IMAGENET_STD, ImageClassifier
 from .models.resnet import resnet18_scratch, resnet18_transfer
-from .results import is_done, write_cell, write_results_csv
+from .results import missing_error, run_grid
 from .study1 import _fingerprint, _stderr, derived_seed
 from .train import fit
 
@@ -301,9 +301,8 @@ def run_cell(ctx: Context, cell: Cell) -> dict:
 
 def run(cfg: Exp2Config, out: Path, data_root: Path, device: torch.device, *, download: bool = False,
         log: Log = _stderr) -> None:
-    missing = preflight(cfg, data_root)
+    missing, failures = preflight(cfg, data_root), []
     if missing and download:
-        failures = []
         for name in sorted({s.dataset for s in cfg.settings}) if cfg.data == "cifar" else []:
             try:
                 cifar.fetch_cifar(name, data_root)
@@ -315,20 +314,9 @@ def run(cfg: Exp2Config, out: Path, data_root: Path, device: torch.device, *, do
             except DataError as exc:
                 failures.append(f"ResNet-18 IMAGENET1K_V1: {str(exc).split('. ')[0]}")
         missing = preflight(cfg, data_root)
-        if missing and failures:
-            missing.append("download attempts failed: " + "; ".join(failures))
     if missing:
-        raise DataError("cannot run {} --profile {}: {} missing.\n- {}".format(
-            cfg.name, cfg.profile, "one thing is" if len(missing) == 1 else f"{len(missing)} things are",
-            "\n- ".join(missing)))
+        raise missing_error(cfg.name, cfg.profile, missing, failures)
     out = Path(out)
     atomic_write_json(out / f"config-{cfg.name}.json", cfg.to_dict())
     ctx = Context(cfg, out, Path(data_root), device, log)
-    grid = plan(cfg)
-    for i, cell in enumerate(grid, 1):
-        if is_done(out, cell.key, cfg.backends):
-            log(f"[{cell.key}] done already, skipped ({i}/{len(grid)})")
-            continue
-        log(f"[{cell.key}] cell {i}/{len(grid)}")
-        write_cell(out, cell.key, run_cell(ctx, cell))
-    write_results_csv(out)
+    run_grid(out, plan(cfg), cfg.backends, lambda cell: run_cell(ctx, cell), log)
