@@ -50,14 +50,21 @@ def _eps(value: str) -> float:
     return eps
 
 
+def _load(experiment: str, profile: str):
+    """(study module, validated config) for an experiment of either study ([experiment] study = 1 or 2)."""
+    from . import study1, study2
+    from .config import load_exp1, load_exp2, load_raw
+
+    _, meta, _ = load_raw(experiment, profile)
+    if meta.get("study", 1) == 2:
+        return study2, load_exp2(experiment, profile)
+    return study1, load_exp1(experiment, profile)
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
-    from .config import load_exp1, load_exp2, load_raw
-
-    _, meta, _ = load_raw(args.experiment, args.profile)
-    study = meta.get("study", 1)
-    cfg = load_exp2(args.experiment, args.profile) if study == 2 else load_exp1(args.experiment, args.profile)
+    module, cfg = _load(args.experiment, args.profile)
     if args.backends:
         from .attacks import BACKENDS
 
@@ -68,9 +75,6 @@ def cmd_run(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else Path("results") / args.profile
     if out.exists() and not out.is_dir():
         raise UserError(f"--out {out} exists and is not a directory")
-    from . import study1, study2
-
-    module = study2 if study == 2 else study1
     module.run(cfg, out, Path(args.data_root), _device(args.device), download=args.download)
     figures = _figures_and_report(out)
     print(f"results: {out / 'results.csv'}")
@@ -148,11 +152,8 @@ def cmd_data_fetch(args: argparse.Namespace) -> int:
 
 
 def cmd_data_check(args: argparse.Namespace) -> int:
-    from . import study1
-    from .config import load_exp1
-
-    cfg = load_exp1(args.experiment, args.profile)
-    missing = study1.preflight(cfg, Path(args.data_root))
+    module, cfg = _load(args.experiment, args.profile)
+    missing = module.preflight(cfg, Path(args.data_root))
     if missing:
         raise UserError("missing:\n- " + "\n- ".join(missing))
     print(f"{cfg.name} --profile {cfg.profile}: all data and weights present")

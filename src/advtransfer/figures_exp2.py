@@ -72,7 +72,7 @@ def make_exp2_figures(results_dir: Path, out_dir: Path | None = None) -> list[Pa
                     ax.scatter(xs, pub, marker="_", color="k", s=80, zorder=3,
                                label="published" if j == 0 else None)
             ax.set_xticks(np.arange(len(keys)), [f"{m}\n{t}" for m, t in keys], fontsize=8)
-            ax.set_title(f"protocol: {protocol}" + (" (as-run: attacks crafted on the clean model)"
+            ax.set_title(f"protocol: {protocol}" + (" (attacks crafted on the clean model)"
                                                     if protocol == "as-run" else " (white-box)"), fontsize=9)
             ax.set_ylim(0, 100)
             ax.grid(axis="y", alpha=0.3)
