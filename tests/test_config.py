@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import json
 import math
+import re
 import tomllib
 from collections.abc import Callable
 from pathlib import Path
@@ -260,3 +261,47 @@ def test_pretrain_base_a_without_schedule_is_config_error(tmp_path: Path) -> Non
     path = write_config(tmp_path, _delete("profiles", "demo", "base_a", "schedule"))
     with pytest.raises(ConfigError, match=r"base_a\.schedule"):
         load_exp1(path, "demo")
+
+
+# ------------------------------------------------------------------------------------------------- study 2 ---
+
+
+def _exp2_variant(tmp_path: Path, old: str, new: str) -> Path:
+    text = (Path(__file__).resolve().parents[1] / "experiments" / "exp2.toml").read_text()
+    assert old in text
+    path = tmp_path / "exp2.toml"
+    path.write_text(text.replace(old, new, 1))
+    return path
+
+
+def test_exp2_demo_runs_all_four_experiments_with_model_schedules() -> None:
+    from advtransfer.config import load_exp2
+
+    cfg = load_exp2("exp2", "demo")
+    assert [s.id for s in cfg.settings] == [1, 2, 3, 4]
+    assert {m for s in cfg.settings for m in s.models} == {"basenet", "resnet18_transfer", "resnet18_scratch"}
+    assert cfg.resnet_pretrained.source == "pretrain" and cfg.resnet_pretrained.schedule
+    assert cfg.model_schedules["resnet18_scratch"]["clean"][0].epochs < cfg.clean_schedule[0].epochs
+    paper = load_exp2("exp2", "paper")
+    assert paper.resnet_pretrained.source == "torchvision" and paper.resnet_pretrained.weights == "IMAGENET1K_V1"
+    assert paper.model_schedules == {} and paper.resnet_input_size == 224
+
+
+@pytest.mark.parametrize("old, new, expected", [
+    ('[profiles.demo.model_schedules.resnet18_scratch]', '[profiles.demo.model_schedules.resnet50]',
+     "'resnet50'; valid: basenet, resnet18_transfer, resnet18_scratch"),
+    ('clean = [{ optimizer = "adam", lr = 1e-3, epochs = 4 }]',
+     'warmup = [{ optimizer = "adam", lr = 1e-3, epochs = 4 }]',
+     "'warmup'; valid: clean, adversarial"),
+    ('[profiles.paper]\ndata = "cifar"',
+     '[profiles.paper]\ndata = "cifar"\nresnet_pretrained = { source = "pretrain" }',
+     "'pretrain' (a ResNet-18 trained by the kit on a tiny source task) goes with data 'tiny'"),
+    ('source = "pretrain"\nclasses = 16', 'source = "timm"\nclasses = 16', "valid: torchvision, pretrain"),
+])
+def test_exp2_bad_values_name_the_valid_ones(tmp_path: Path, old: str, new: str, expected: str) -> None:
+    from advtransfer.config import load_exp2
+
+    path = _exp2_variant(tmp_path, old, new)
+    profile = "paper" if "profiles.paper" in old else "demo"
+    with pytest.raises(ConfigError, match=re.escape(expected)):
+        load_exp2(str(path), profile)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import csv
 import json
+import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -21,16 +23,25 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def _mini_config(tmp: Path) -> Path:
+    """The demo profile, shrunk: fewer images and epochs, the same four experiments and models."""
     text = (REPO / "experiments" / "exp2.toml").read_text()
     head, demo = text.split("[profiles.demo]", 1)
     demo = demo.split("# ------", 1)[0]
-    mini = ("[profiles.mini]" + demo).replace("[[profiles.demo.", "[[profiles.mini.")
+    mini = ("[profiles.mini]" + demo).replace("profiles.demo.", "profiles.mini.")
     mini = mini.replace("tiny_per_class = 100", "tiny_per_class = 20").replace("epochs = 20", "epochs = 3")
-    mini = mini.replace("epochs = 5", "epochs = 1").replace("crosscheck_subset = 32", "crosscheck_subset = 8")
+    mini = mini.replace("per_class = 64", "per_class = 8")
+    for epochs in (6, 5, 4, 2):
+        mini = mini.replace(f"epochs = {epochs} ", "epochs = 1 ").replace(f"epochs = {epochs}\n", "epochs = 1\n")
+    mini = mini.replace("crosscheck_subset = 32", "crosscheck_subset = 8")
     mini = mini.replace('trainings = ["clean", "pgd", "nifgsm", "vmifgsm"]', 'trainings = ["clean", "pgd", "vmifgsm"]')
     path = tmp / "exp2_mini.toml"
     path.write_text(head + mini)
     return path
+
+
+MINI_GRID = {("1", "basenet"): ("clean", "pgd", "vmifgsm"), ("2", "resnet18_transfer"): ("clean", "pgd"),
+             ("3", "resnet18_scratch"): ("clean", "pgd"), ("4", "resnet18_scratch"): ("clean", "pgd"),
+             ("4", "basenet"): ("clean", "pgd")}
 
 
 @pytest.fixture(scope="module")
@@ -45,7 +56,7 @@ def test_results_have_a_row_per_setting_model_training_attack_protocol(mini_run:
     with open(mini_run / "results.csv", newline="") as fh:
         rows = [r for r in csv.DictReader(fh) if r["experiment"] == "exp2"]
     got = {(r["setting"], r["model"], r["training"], r["attack"], r["protocol"]) for r in rows}
-    want = {(s, "basenet", t, a, p) for s, ts in (("1", ("clean", "pgd", "vmifgsm")), ("4", ("clean", "pgd")))
+    want = {(s, m, t, a, p) for (s, m), ts in MINI_GRID.items()
             for t in ts for a in ("none", "fgsm", "pgd", "nifgsm", "vmifgsm") for p in ("intended", "as-run")}
     assert got == want
     for r in rows:
@@ -55,7 +66,11 @@ def test_results_have_a_row_per_setting_model_training_attack_protocol(mini_run:
             assert r["threat"] == "transfer" and r["source_model"].endswith("-clean-s0")  # the original's evaluation
         if r["protocol"] == "intended" and r["attack"] != "none":
             assert r["threat"] == "whitebox"
-    assert (mini_run / "figures" / "exp2_setting1.png").is_file()
+    for setting in (1, 2, 3, 4):
+        assert (mini_run / "figures" / f"exp2_setting{setting}.png").is_file()
+    for cell in (mini_run / "cells").iterdir():
+        record = json.loads(cell.read_text())
+        assert record["asrun_clamp_defect"] == (record["protocol"] == "as-run" and record["model"] != "basenet")
     assert "## Study 2" in (mini_run / "report.md").read_text()
 
 
@@ -65,6 +80,44 @@ def test_adversarial_cell_starts_from_the_clean_model_and_rerun_skips(mini_run: 
     assert log["clean"]["resumed_from_epoch"] == 3  # the clean cell's final checkpoint, not retrained
     assert log["adversarial"]["attack"]["name"] == "pgd" and len(log["adversarial"]["history"]) == 1
     assert all(r["agree"] for r in cell["crosscheck"])
+
+
+def test_transfer_resnet_keeps_its_pretrained_backbone(mini_run: Path) -> None:
+    """The tiny stand-in for ImageNet weights is pretrained once; "transfer" trains fc only. intended: the whole
+    backbone, BatchNorm statistics included, is the pretrained one after clean and adversarial training; as-run:
+    the weights are, but BatchNorm running statistics moved (the original's unfrozen statistics)."""
+    ckpt = mini_run / "checkpoints"
+    pretrain = torch.load(max((ckpt / "exp2-resnet18-pretrain").glob("epoch_*.pt")), weights_only=True)
+    pre = {k.removeprefix("net."): v for k, v in pretrain["model"].items()}
+    for protocol, stats_move in (("intended", False), ("as-run", True)):
+        for training in ("clean", "pgd"):
+            key = f"exp2-e2-{protocol}-resnet18_transfer-{training}-s0"
+            final = torch.load(max((ckpt / key).glob("epoch_*.pt")), weights_only=True)["model"]
+            got = {k.removeprefix("net."): v for k, v in final.items()}
+            for name, value in pre.items():
+                if name.startswith("fc.") or name.endswith("num_batches_tracked"):
+                    continue
+                moved = not torch.equal(got[name], value)
+                if name.endswith(("running_mean", "running_var")):
+                    assert moved == stats_move, (key, name)
+                else:
+                    assert not moved, (key, name)
+
+
+def test_killed_run_resumes_to_the_same_results(mini_run: Path, tmp_path: Path) -> None:
+    """SIGKILL after the second epoch of the first clean training; the rerun resumes there and ends with the
+    uninterrupted run's results.csv, byte for byte."""
+    out = tmp_path / "killed"
+    args = [sys.executable, "-m", "advtransfer.cli", "run", str(_mini_config(tmp_path)), "--profile", "mini",
+            "--out", str(out), "--device", "cpu"]
+    env = {**os.environ, "ADVTRANSFER_KILL_AFTER_EPOCH": "2"}
+    killed = subprocess.run(args, capture_output=True, text=True, check=False, timeout=600, env=env)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    assert not (out / "cells").exists()
+    resumed = subprocess.run(args, capture_output=True, text=True, check=False, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "resumed from epoch_002.pt" in resumed.stderr
+    assert (out / "results.csv").read_text() == (mini_run / "results.csv").read_text()
 
 
 def test_asrun_reproduces_the_clamping_defect_and_intended_does_not() -> None:
@@ -108,7 +161,12 @@ def test_demo_adversarial_training_is_more_robust_under_whitebox_pgd(tmp_path: P
     out = tmp_path / "demo"
     assert main(["run", "exp2", "--profile", "demo", "--out", str(out), "--device", "cpu"]) == 0
     with open(out / "results.csv", newline="") as fh:
-        acc = {(r["setting"], r["training"], r["attack"]): float(r["accuracy"]) for r in csv.DictReader(fh)
+        acc = {(r["setting"], r["model"], r["training"], r["attack"]): float(r["accuracy"])
+               for r in csv.DictReader(fh)
                if r["experiment"] == "exp2" and r["protocol"] == "intended" and r["backend"] in ("", "native")}
-    assert acc[("1", "clean", "none")] > 0.5  # BaseNet learns the tiny task (chance: 0.1)
-    assert acc[("1", "pgd", "pgd")] > acc[("1", "clean", "pgd")] + 0.1
+    for setting, model in (("1", "basenet"), ("2", "resnet18_transfer"), ("3", "resnet18_scratch"),
+                           ("4", "resnet18_scratch"), ("4", "basenet")):
+        assert acc[(setting, model, "clean", "none")] > 0.5, (setting, model)  # learns (chance: 0.1 or 0.05)
+    for setting, model in (("1", "basenet"), ("3", "resnet18_scratch"), ("4", "resnet18_scratch")):
+        # adversarial training of a fully trainable model buys white-box robustness
+        assert acc[(setting, model, "pgd", "pgd")] > acc[(setting, model, "clean", "pgd")] + 0.1, (setting, model)

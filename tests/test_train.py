@@ -123,3 +123,24 @@ def test_adversarial_training_step_trains_on_adversarial_batches_and_resumes_exa
     clean = _model()
     _fit(clean, schedule, tmp_path / "clean")
     assert any(not torch.equal(a, b) for a, b in zip(full.state_dict().values(), clean.state_dict().values()))
+
+
+def test_bf16_autocast_trains_in_fp32_weights_and_never_resumes_across_precisions(tmp_path):
+    import pytest
+
+    from advtransfer.train import resolve_precision
+
+    assert resolve_precision("fp32", torch.device("cuda")) == "fp32"
+    assert resolve_precision("auto", torch.device("cuda")) == "bf16"
+    with pytest.raises(ValueError, match="valid: auto, fp32, bf16"):
+        resolve_precision("fp16", torch.device("cpu"))
+    schedule = (Phase("adam", 1e-3, 1),)
+    bf16 = _model()
+    _fit(bf16, schedule, tmp_path, precision="bf16")
+    assert all(p.dtype == torch.float32 for p in bf16.parameters())
+    fp32 = _model()
+    logs: list[str] = []
+    fit(fp32, schedule, _data(), None, seed=7, batch_size=8, ckpt_dir=tmp_path, fingerprint="f", device=CPU,
+        log=logs.append, precision="fp32")
+    assert any("belong to another configuration" in m for m in logs)  # the bf16 checkpoint is not resumed
+    assert any(not torch.equal(a, b) for a, b in zip(bf16.state_dict().values(), fp32.state_dict().values()))

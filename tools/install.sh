@@ -11,4 +11,4 @@ here="$(cd "$(dirname "$0")/.." && pwd)"
 pip=("$python" -m pip install --disable-pip-version-check -q)
 "${pip[@]}" "torch==2.14.1" "torchvision==0.29.1"
 "${pip[@]}" --no-deps "torchattacks==3.5.1"
-"${pip[@]}" -e "$here[$extras]"
+"${pip[@]}" -e "${here}[$extras]"

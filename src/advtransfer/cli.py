@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 from .errors import ConfigError, UserError
+from .shards import SHARD_FORM, parse_shard, select_cells, shard_cells, units
 
 DATA_ROOT_ENV = "ADVTRANSFER_DATA"
 
@@ -40,6 +41,16 @@ def _positive_int(value: str) -> int:
     return n
 
 
+def _int_list(value: str) -> list[int]:
+    try:
+        out = [int(v) for v in value.split(",") if v.strip()]
+    except ValueError:
+        out = []
+    if not out or min(out) < 0:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a comma-separated list of integers >= 0")
+    return out
+
+
 def _eps(value: str) -> float:
     try:
         eps = float(value)
@@ -62,25 +73,149 @@ def _load(experiment: str, profile: str):
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from dataclasses import replace
+    from . import distributed
 
+    shard = parse_shard(args.shard) if args.shard else None
     module, cfg = _load(args.experiment, args.profile)
-    if args.backends:
-        from .attacks import BACKENDS
-
-        backends = tuple(b.strip() for b in args.backends.split(",") if b.strip())
-        if not backends or any(b not in BACKENDS for b in backends):
-            raise ConfigError(f"--backends {args.backends!r}; valid: a comma-separated list of {', '.join(BACKENDS)}")
-        cfg = replace(cfg, backends=backends)
+    cfg = _runtime_overrides(_with_backends(cfg, args.backends), args)
     out = Path(args.out) if args.out else Path("results") / args.profile
     if out.exists() and not out.is_dir():
         raise UserError(f"--out {out} exists and is not a directory")
-    module.run(cfg, out, Path(args.data_root), _device(args.device), download=args.download)
+    cells = module.plan(cfg)
+    if args.cells:
+        cells = select_cells(cells, args.cells)
+    if shard:
+        cells = shard_cells(cells, shard, module.shard_unit)
+    with distributed.session(args.device) as ddp_device:  # under torchrun: data-parallel, rank 0 writes
+        if ddp_device is not None and args.download:
+            raise ConfigError("--download under torchrun: fetch first (advtransfer data fetch ...), then start the "
+                              "data-parallel run")
+        module.run(cfg, out, Path(args.data_root), ddp_device or _device(args.device), download=args.download,
+                   cells=cells, log=_rank_log())
+        if not distributed.is_main():
+            return 0
+    if shard:
+        return _finish_shard(out, cells, shard)
+    return _finish(out)
+
+
+def _with_backends(cfg, text: str | None):
+    """The config with ``--backends`` applied (validated: a comma-separated list of known backends)."""
+    if not text:
+        return cfg
+    from dataclasses import replace
+
+    from .attacks import BACKENDS
+
+    backends = tuple(b.strip() for b in text.split(",") if b.strip())
+    if not backends or any(b not in BACKENDS for b in backends):
+        raise ConfigError(f"--backends {text!r}; valid: a comma-separated list of {', '.join(BACKENDS)}")
+    return replace(cfg, backends=backends)
+
+
+def _rank_log():
+    """Progress lines from rank 0 only (every rank runs the same cells under torchrun)."""
+    from . import distributed
+    from .cells import stderr_log
+
+    return stderr_log if distributed.is_main() else (lambda msg: None)
+
+
+def _finish_shard(out: Path, cells: list, shard) -> int:
+    """The end of one shard: its cells are written and ``results.csv`` is rebuilt from every cell file in ``out``.
+    Figures and the report wait for the gather (``advtransfer figures``), as concurrent shards would write them at
+    once. Exit status 3 if the attack backends disagreed on one of this shard's cells."""
+    import json
+
+    from .results import cell_path
+
+    print(f"shard {shard}: {len(cells)} cell(s) finished in {out}; results: {out / 'results.csv'}")
+    print(f"when all {shard.count} shards have finished, gather figures and the report: "
+          f"advtransfer figures --results {out}")
+    bad = []
+    for cell in cells:
+        path = cell_path(out, cell.key)
+        if path.is_file():
+            bad += [r for r in json.loads(path.read_text()).get("crosscheck", []) if not r["agree"]]
+    if bad:
+        print(f"advtransfer: error: the attack backends disagree in {len(bad)} comparison(s) of shard {shard}: "
+              + "; ".join(f"{r['cell']} {r['attack']} {r['backends']}" for r in bad), file=sys.stderr)
+        return 3
+    return 0
+
+
+def _runtime_overrides(cfg, args: argparse.Namespace):
+    from dataclasses import replace
+
+    if args.precision:
+        cfg = replace(cfg, precision=args.precision)
+    if args.compile:
+        cfg = replace(cfg, compile=True)
+    return cfg
+
+
+def _shard_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--shard", metavar="K/N",
+                   help=f"run only shard K of N ({SHARD_FORM}); shards share --out, then `advtransfer figures "
+                        "--results OUT` gathers")
+
+
+def _runtime_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--precision", choices=("auto", "fp32", "bf16"),
+                   help="training autocast (default: the config's, auto = bf16 on CUDA and AMX CPUs, else fp32)")
+    p.add_argument("--compile", action="store_true", help="train through torch.compile (GPU runs)")
+
+
+# The experiments `reproduce-all` runs, in order, each with the chosen profile.
+REPRODUCE_EXPERIMENTS = ("exp1", "exp2")
+
+
+def cmd_reproduce_all(args: argparse.Namespace) -> int:
+    """Every experiment of the profile into one folder, then figures and the report; finished cells are skipped,
+    so rerunning after an interruption resumes."""
+    from . import distributed
+    from .results import missing_error
+
+    shard = parse_shard(args.shard) if args.shard else None
+    loaded = [(name, module, _runtime_overrides(cfg, args))
+              for name, (module, cfg) in ((n, _load(n, args.profile)) for n in REPRODUCE_EXPERIMENTS)]
+    out = Path(args.out) if args.out else Path("results") / args.profile
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out {out} exists and is not a directory")
+    data_root = Path(args.data_root)
+    if not args.download:  # say everything that is missing before hours of the first experiment
+        missing = [m for _, module, cfg in loaded for m in module.preflight(cfg, data_root)]
+        if missing:
+            raise missing_error("reproduce-all", args.profile, list(dict.fromkeys(missing)), [])
+    selected, offset = [], 0
+    for _, module, cfg in loaded:  # one round robin over the units of every experiment, so shards stay balanced
+        grid = module.plan(cfg)
+        selected.append(shard_cells(grid, shard, module.shard_unit, offset) if shard else grid)
+        offset += len(units(grid, module.shard_unit))
+    with distributed.session(args.device) as ddp_device:
+        if ddp_device is not None and args.download:
+            raise ConfigError("--download under torchrun: fetch first (advtransfer data fetch ...), then start the "
+                              "data-parallel run")
+        device = ddp_device or _device(args.device)
+        for (name, module, cfg), cells in zip(loaded, selected):
+            if distributed.is_main():
+                print(f"== {name} --profile {args.profile}{f' --shard {shard}' if shard else ''} -> {out}",
+                      file=sys.stderr, flush=True)
+            module.run(cfg, out, data_root, device, download=args.download, cells=cells, log=_rank_log())
+        if not distributed.is_main():
+            return 0
+    if shard:
+        return _finish_shard(out, [c for cells in selected for c in cells], shard)
+    return _finish(out)
+
+
+def _finish(out: Path) -> int:
+    """results.csv is written by the run; figures, report, and exit status 3 if the attack backends disagreed."""
     figures = _figures_and_report(out)
     print(f"results: {out / 'results.csv'}")
     for f in figures:
         print(f"figure:  {f}")
-    print(f"report:  {out / 'report.md'}")
+    print(f"report:  {out / 'report.md'} and {out / 'report.html'}")
     crosscheck_file = out / "crosscheck.json"
     if crosscheck_file.is_file():
         import json
@@ -105,8 +240,13 @@ def _figures_and_report(out: Path) -> list[Path]:
     return figures
 
 
+def cmd_launch(args: argparse.Namespace) -> int:
+    from .launch import launch
+
+    return launch(args)
+
+
 def cmd_figures(args: argparse.Namespace) -> int:
-    from .figures import make_figures
     from .results import write_results_csv
 
     results = Path(args.results)
@@ -114,12 +254,10 @@ def cmd_figures(args: argparse.Namespace) -> int:
         raise UserError(f"--results {results} does not exist; give the --out folder of an `advtransfer run`")
     if (results / "cells").is_dir():
         write_results_csv(results)  # rebuild from the cell files, the source of truth
-        figures = _figures_and_report(results)
-        print(f"report: {results / 'report.md'}")
-    else:
-        figures = make_figures(results)
+    figures = _figures_and_report(results)
     for f in figures:
         print(f"figure: {f}")
+    print(f"report: {results / 'report.md'} and {results / 'report.html'}")
     return 0
 
 
@@ -207,6 +345,23 @@ def cmd_bench_attacks(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench_train(args: argparse.Namespace) -> int:
+    from .bench_train import MODELS, bench_train, format_train_table
+    from .io import atomic_write_json
+
+    models = list(MODELS) if args.model == "all" else [m.strip() for m in args.model.split(",") if m.strip()]
+    data = Path(args.data) if args.data else _default_data_root() / "cifar10-jpg" / "test"
+    result = bench_train(data, models, batch=args.batch, steps=args.steps, warmup=args.warmup, rounds=args.rounds,
+                         size=args.size, workers=args.workers or None, limit=args.limit,
+                         cache_dir=Path(args.cache_dir) if args.cache_dir else None, threads=args.threads,
+                         log=lambda msg: print(msg, file=sys.stderr, flush=True))
+    print(format_train_table(result))
+    if args.json:
+        atomic_write_json(Path(args.json), result)
+        print(f"written: {args.json}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="advtransfer", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -226,7 +381,47 @@ def build_parser() -> argparse.ArgumentParser:
                                       "native, torchattacks, art)")
     p.add_argument("--download", action="store_true",
                    help="fetch missing datasets and weights first (verified against pinned checksums)")
+    _runtime_args(p)
+    _shard_arg(p)
+    p.add_argument("--cells", metavar="GLOB",
+                   help="run only the cells whose key matches this shell pattern (comma-separated for several), "
+                        "e.g. 'exp2-e1-intended-basenet-*'")
     p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("reproduce-all", help=f"every experiment ({', '.join(REPRODUCE_EXPERIMENTS)}) of a profile "
+                                             "into one folder, then figures and the report (resumable)")
+    p.add_argument("--profile", default="paper", help="demo (tiny data, CPU, minutes) or paper (default)")
+    p.add_argument("--out", help="results folder (default results/PROFILE)")
+    data_root_arg(p)
+    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    p.add_argument("--download", action="store_true",
+                   help="fetch missing datasets and weights first (verified against pinned checksums)")
+    _runtime_args(p)
+    _shard_arg(p)
+    p.set_defaults(func=cmd_reproduce_all)
+
+    p = sub.add_parser("launch", help="run an experiment as N shard jobs through submitit (SLURM, or local "
+                                      "subprocesses), wait for them, then gather results.csv, figures and the report")
+    p.add_argument("experiment", help="experiment name (exp1) or path to a .toml config")
+    p.add_argument("--profile", required=True, help="profile in the config: demo, paper, ...")
+    p.add_argument("--shards", type=_positive_int, required=True, help="number of jobs (shard k/N each)")
+    p.add_argument("--executor", default="slurm", choices=("slurm", "local"),
+                   help="slurm (sbatch, default) or local (subprocesses on this machine)")
+    p.add_argument("--out", help="results folder (default results/PROFILE); must be visible to every job")
+    data_root_arg(p)
+    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    p.add_argument("--backends", help="attack backends of every evaluation, comma-separated (default: the config's)")
+    p.add_argument("--partition", help="SLURM partition")
+    p.add_argument("--gpus-per-task", type=int, help="GPUs per job (default: slurm 1; local: 1 if this machine has "
+                                                     "GPUs, shards dealt over them round robin, else 0)")
+    p.add_argument("--cpus-per-task", type=_positive_int, help="CPU cores per job (also its torch threads)")
+    p.add_argument("--timeout-min", type=_positive_int, default=24 * 60,
+                   help="wall-clock limit per job in minutes (default 1440); a job that reaches it is requeued and "
+                        "resumes from its checkpoints (SLURM)")
+    p.add_argument("--mem-gb", type=float, help="memory per job in GB (SLURM)")
+    p.add_argument("--log-dir", help="submitit's folder for job scripts and logs (default OUT/launch-logs)")
+    _runtime_args(p)
+    p.set_defaults(func=cmd_launch)
 
     p = sub.add_parser("figures", help="rebuild results.csv and figures from saved results (no training)")
     p.add_argument("--results", required=True, help="a results folder written by `advtransfer run`")
@@ -253,6 +448,30 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--repeats", type=_positive_int, default=5)
     b.add_argument("--json", help="write the result as JSON to this file")
     b.set_defaults(func=cmd_bench_attacks)
+    b = bsub.add_parser("train", help="images per second of a training step per model: plain ImageFolder + "
+                                      "DataLoader vs the kit's tensor cache + tensor augmentation, same images")
+    b.add_argument("--data", help=f"an ImageFolder tree (default: ${DATA_ROOT_ENV} or ./data, then "
+                                  "cifar10-jpg/test; `advtransfer data fetch cifar10-jpg` unpacks it)")
+    b.add_argument("--model", default="all",
+                   help="all (default) or a comma-separated list of mobilenet_v2 (study 1), basenet, resnet18")
+    b.add_argument("--batch", type=_positive_int, default=64)
+    b.add_argument("--steps", type=_positive_int, default=30, help="timed steps per window")
+    b.add_argument("--warmup", type=int, default=5, help="untimed steps at the start of every window")
+    b.add_argument("--rounds", type=_positive_int, default=2,
+                   help="windows per pipeline, alternating which pipeline goes first")
+    b.add_argument("--size", type=_positive_int, default=96,
+                   help="input px of study 1's MobileNetV2 (width 1.0); study 2's models run at 32 px")
+    b.add_argument("--workers", type=_int_list, help="DataLoader workers of the plain pipeline, or a comma-separated "
+                                                   "list to measure each and compare against the fastest "
+                                                   "(default: the CPU count)")
+    b.add_argument("--threads", type=_positive_int,
+                   help="torch threads of the training process (default: torch's, the CPU count); 1 on a machine "
+                        "shared with other jobs, where spinning thread pools distort every timing")
+    b.add_argument("--limit", type=_positive_int, help="use this many images (a seeded random subset)")
+    b.add_argument("--cache-dir", help="keep the tensor caches here and reuse them (default: a temporary folder, "
+                                       "so the build time is measured)")
+    b.add_argument("--json", help="write the result as JSON to this file")
+    b.set_defaults(func=cmd_bench_train)
 
     p = sub.add_parser("data", help="fetch or check datasets and weights")
     dsub = p.add_subparsers(dest="data_command", required=True, metavar="ACTION")

@@ -87,6 +87,8 @@ class Exp1Config:
     schedules: dict[str, tuple[Phase, ...]] = field(default_factory=dict)
     tiny: TinyData = TinyData()
     backends: tuple[str, ...] = ("native",)  # attack backends every evaluation runs through
+    precision: str = "auto"  # training autocast: auto (bf16 on CUDA and AMX CPUs), fp32, bf16
+    compile: bool = False  # train through torch.compile
     pgd_steps: int = 10  # white-box PGD at the main eps: this many steps of eps/4, random start
     crosscheck_subset: int = 64  # test examples per model for the three-backend cross-check (0: off)
     source_file: str = ""
@@ -293,6 +295,7 @@ def load_exp1(experiment: str, profile: str) -> Exp1Config:
         schedules=schedules,
         tiny=tiny,
         backends=backends,
+        precision=r.choice("precision", PRECISIONS, "auto"), compile=r.get("compile", bool, False),
         pgd_steps=r.positive("pgd_steps", int, 10),
         crosscheck_subset=r.get("crosscheck_subset", int, 64),
         source_file=str(path),
@@ -304,6 +307,8 @@ def load_exp1(experiment: str, profile: str) -> Exp1Config:
 EXP2_DATA = ("cifar", "tiny", "cifar10-jpg")
 EXP2_DATASETS = ("cifar10", "cifar100")
 EXP2_MODELS = ("basenet", "resnet18_transfer", "resnet18_scratch")
+PRECISIONS = ("auto", "fp32", "bf16")
+RESNET_SOURCES = ("torchvision", "pretrain")
 EXP2_TRAININGS = ("clean", "pgd", "nifgsm", "vmifgsm", "fgsm_rs")
 
 
@@ -315,6 +320,18 @@ class Setting:
     dataset: str
     models: tuple[str, ...]
     trainings: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class ResnetPretrained:
+    """Where the "transfer" ResNet-18's backbone comes from."""
+
+    source: str  # torchvision: ImageNet weights (IMAGENET1K_V1); pretrain: trained by the kit on a tiny source task
+    weights: str = "IMAGENET1K_V1"
+    classes: int = 16  # pretrain: classes and images per class of the tiny source task (its own seed)
+    per_class: int = 64
+    seed: int = 7
+    schedule: tuple[Phase, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -339,9 +356,15 @@ class Exp2Config:
     clean_schedule: tuple[Phase, ...]
     adv_schedule: tuple[Phase, ...]
     settings: tuple[Setting, ...]
+    # Per-model overrides of clean_schedule / adv_schedule ({"clean": ..., "adversarial": ...}); the demo trains
+    # ResNet-18 for fewer epochs than BaseNet.
+    model_schedules: dict[str, dict[str, tuple[Phase, ...]]] = field(default_factory=dict)
+    resnet_pretrained: ResnetPretrained = ResnetPretrained("torchvision")
     tiny_per_class: int = 60
     tiny_classes: dict[str, int] = field(default_factory=dict)
     train_per_class: int | None = None
+    precision: str = "auto"
+    compile: bool = False
     source_file: str = ""
 
     def to_dict(self) -> dict[str, Any]:
@@ -384,9 +407,31 @@ def load_exp2(experiment: str, profile: str) -> Exp2Config:
         raise ConfigError(f"{r.where}.eps = {eps!r}: eps is in pixel units on [0, 1] inputs, so 0 < eps <= 1")
     tiny_classes = r.get("tiny_classes", dict, {"cifar10": 10, "cifar100": 20})
     resize = r.get("resnet_input_size", int, 224)
+    data = r.choice("data", EXP2_DATA)
+    p = r.sub("resnet_pretrained")
+    source = p.choice("source", RESNET_SOURCES, "torchvision")
+    if (source == "pretrain") != (data == "tiny"):
+        raise ConfigError(
+            f"{p.where}.source = {source!r} does not fit data {data!r}: 'pretrain' (a ResNet-18 trained by the kit "
+            "on a tiny source task) goes with data 'tiny'; real data needs 'torchvision'")
+    model_schedules: dict[str, dict[str, tuple[Phase, ...]]] = {}
+    ms = r.sub("model_schedules")
+    for model, table in ms.table.items():
+        if model not in EXP2_MODELS:
+            raise ConfigError(f"{ms.where}: {model!r}; valid: {', '.join(EXP2_MODELS)}")
+        t = _Reader(table if isinstance(table, dict) else {}, f"{ms.where}.{model}")
+        for kind in t.table:
+            if kind not in ("clean", "adversarial"):
+                raise ConfigError(f"{t.where}: {kind!r}; valid: clean, adversarial")
+        model_schedules[model] = {kind: _schedule(t.get(kind, list), f"{t.where}.{kind}") for kind in t.table}
+    resnet_pretrained = ResnetPretrained(
+        source=source, weights=p.choice("weights", ("IMAGENET1K_V1",), "IMAGENET1K_V1"),
+        classes=p.positive("classes", int, 16), per_class=p.positive("per_class", int, 64),
+        seed=p.get("seed", int, 7),
+        schedule=_schedule(p.get("schedule", list), f"{p.where}.schedule") if source == "pretrain" else ())
     return Exp2Config(
         name=m.get("name", str, path.stem), profile=profile, protocols=protocols, seeds=seeds,
-        data=r.choice("data", EXP2_DATA), batch_size=r.positive("batch_size", int),
+        data=data, batch_size=r.positive("batch_size", int),
         eval_batch_size=r.positive("eval_batch_size", int, 256), eps=eps, step=r.positive("step", float),
         steps=r.positive("steps", int), decay=r.get("decay", float, 1.0), vmi_samples=r.positive("vmi_samples", int, 5),
         vmi_beta=r.positive("vmi_beta", float, 1.5), val=r.fraction("val", 0.1),
@@ -394,7 +439,9 @@ def load_exp2(experiment: str, profile: str) -> Exp2Config:
         resnet_input_size=resize if resize > 0 else None,
         clean_schedule=_schedule(r.get("clean_schedule", list), f"{r.where}.clean_schedule"),
         adv_schedule=_schedule(r.get("adv_schedule", list), f"{r.where}.adv_schedule"),
-        settings=tuple(settings), tiny_per_class=r.positive("tiny_per_class", int, 60),
+        settings=tuple(settings), model_schedules=model_schedules, resnet_pretrained=resnet_pretrained,
+        tiny_per_class=r.positive("tiny_per_class", int, 60),
         tiny_classes={k: int(v) for k, v in tiny_classes.items()},
         train_per_class=r.get("train_per_class", int, 0) or None, source_file=str(path),
+        precision=r.choice("precision", PRECISIONS, "auto"), compile=r.get("compile", bool, False),
     )

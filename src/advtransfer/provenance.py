@@ -40,8 +40,9 @@ def device_name(device: torch.device) -> str:
     return platform.processor() or platform.machine()
 
 
-def collect(device: torch.device) -> dict[str, object]:
+def collect(device: torch.device, training_precision: str | None = None) -> dict[str, object]:
     return {
+        "training_precision": training_precision,
         "git": git_state(),
         "python": platform.python_version(),
         "versions": {p: _version(p) for p in _PACKAGES},

@@ -10,17 +10,23 @@ from __future__ import annotations
 import csv
 import io
 import json
+from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
+from . import distributed
 from .errors import DataError
-from .figures import RESULTS_COLUMNS
+from .figures import RESULTS_COLUMNS, ci95
 from .io import atomic_write_json, atomic_write_text
 
 SCHEMA_VERSION = 1
 # The figures' columns, then study 2's: its sub-experiment (1-4) and how the model was trained (clean, or the
 # attack used for adversarial training). Empty for study 1.
-CSV_COLUMNS = (*RESULTS_COLUMNS, "setting", "training")
+# Then the seed statistics of the row's group (the same evaluation of the same model over every seed of the run):
+# how many seeds, their mean accuracy and the 95% t-interval half-width (empty with one seed), repeated on each
+# seed's row so the file stays one row per evaluation.
+CSV_COLUMNS = (*RESULTS_COLUMNS, "setting", "training", "n_seeds", "seed_mean", "seed_ci95")
+_GROUP = ("experiment", "protocol", "setting", "model", "training", "attack", "threat", "eps", "backend", "primary")
 
 
 def cell_path(out: Path, cell: str) -> Path:
@@ -70,12 +76,24 @@ def rows_of(doc: dict[str, Any]) -> list[dict[str, Any]]:
     return rows
 
 
+def with_seed_statistics(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    groups: dict[tuple, list[float]] = defaultdict(list)
+    for r in rows:
+        groups[tuple(str(r[k]) for k in _GROUP)].append(float(r["accuracy"]))
+    out = []
+    for r in rows:
+        values = groups[tuple(str(r[k]) for k in _GROUP)]
+        mean, half = ci95(values)
+        out.append({**r, "n_seeds": len(values), "seed_mean": f"{mean:.6f}",
+                    "seed_ci95": "" if half is None else f"{half:.6f}"})
+    return out
+
+
 def write_results_csv(out: Path) -> Path:
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=list(CSV_COLUMNS), lineterminator="\n")
     writer.writeheader()
-    for doc in read_cells(out):
-        writer.writerows(rows_of(doc))
+    writer.writerows(with_seed_statistics([row for doc in read_cells(out) for row in rows_of(doc)]))
     return atomic_write_text(Path(out) / "results.csv", buf.getvalue())
 
 
@@ -90,11 +108,20 @@ def missing_error(experiment: str, profile: str, missing: list[str], failures: l
 def run_grid(out: Path, grid: list, backends: tuple[str, ...], run_cell, log) -> None:
     """Run every cell of ``grid`` (objects with a ``key``) not already done, writing each result atomically as it
     finishes, then rebuild ``results.csv``. A killed run loses at most the cell in progress (which resumes from its
-    checkpoints)."""
+    checkpoints).
+
+    Safe for concurrent shards writing into one ``out`` (each cell file and ``results.csv`` is replaced
+    atomically; ``results.csv`` holds whatever cells exist when it is rebuilt). Under torchrun every rank runs each
+    cell (training is data-parallel), rank 0 decides what is done and alone writes files; the others wait."""
     for i, cell in enumerate(grid, 1):
-        if is_done(out, cell.key, backends):
+        if distributed.on_main(lambda cell=cell: is_done(out, cell.key, backends)):
             log(f"[{cell.key}] done already, skipped ({i}/{len(grid)})")
             continue
         log(f"[{cell.key}] cell {i}/{len(grid)}")
-        write_cell(out, cell.key, run_cell(cell))
-    write_results_csv(out)
+        doc = run_cell(cell)
+        if distributed.is_main():
+            write_cell(out, cell.key, doc)
+        distributed.barrier()
+    if distributed.is_main():
+        write_results_csv(out)
+    distributed.barrier()

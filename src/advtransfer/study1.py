@@ -8,14 +8,9 @@ See SPEC section 2 for the protocol and ``experiments/exp1.toml`` for the settin
 
 from __future__ import annotations
 
-import hashlib
 import io
-import json
 import os
-import sys
 import time
-import zlib
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,13 +21,15 @@ from torch.utils.data import Dataset
 
 from . import provenance
 from .attacks import AttackSpec, attack
+from .cells import Log, derived_seed, fingerprint, stderr_log
 from .checks import check_evaluations
 from .config import Exp1Config
 from .crosscheck import crosscheck as crosscheck_backends
 from .crosscheck import default_specs
 from .data import imagenet_r, tiny
-from .data.images import FileImages, TensorImages, scan_image_folder, subset
+from .data.images import TensorImages, scan_image_folder
 from .data.splits import load_or_make_manifest
+from .data.tensor_cache import cached_or_files, subset
 from .errors import DataError
 from .evaluate import evaluate_model, flags_to_str
 from .io import atomic_write_bytes, atomic_write_json
@@ -40,14 +37,7 @@ from .models import weights
 from .models.classifier import ImageClassifier
 from .models.mobilenet import build_mobilenet_v2, transfer_model, wrap
 from .results import missing_error, run_grid
-from .train import fit
-
-Log = Callable[[str], None]
-
-
-def _stderr(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
-
+from .train import fit, resolve_precision
 
 # ------------------------------------------------------------------------------------------------------ grid ---
 
@@ -71,6 +61,13 @@ def models_of(blocks: tuple[int, ...]) -> list[tuple[str, str, int | None]]:
     for n in blocks:
         out += [(f"a{n}b", "anb", n), (f"a{n}b_plus", "anb_plus", n)]
     return out
+
+
+def shard_unit(cell: Cell) -> str:
+    """Each cell is its own unit for ``--shard K/N``. Cells of one seed share Base A; where the profile pretrains it
+    (demo), every shard that needs it resumes or computes the same deterministic, atomically checkpointed training,
+    so two shards computing it at once only duplicate work (the same holds for the per-seed split manifests)."""
+    return cell.key
 
 
 def plan(cfg: Exp1Config) -> list[Cell]:
@@ -167,7 +164,11 @@ def load_task(cfg: Exp1Config, data_root: Path) -> Task:
                         "(n01443537, ...)")
     source_names = list(torchvision_categories())
     mask = np.array([by_wnid[c] for c in class_dirs], dtype=np.int64)
-    return Task(FileImages(files, labels, cfg.image_size), [str(f.relative_to(folder)) for f in files], labels,
+    # Decoded and resized once into a uint8 cache under the data root, keyed by the files and the size; every epoch
+    # and every later run reads it through a memory map (same pixels as decoding each file).
+    pool = cached_or_files(Path(data_root) / "cache", folder, files, labels, cfg.image_size, classes=class_dirs,
+                           log=stderr_log)
+    return Task(pool, [str(f.relative_to(folder)) for f in files], labels,
                 [source_names[i] for i in mask], mask, source_names, class_dirs)
 
 
@@ -185,10 +186,6 @@ def figure_label(cfg: Exp1Config, task: Task) -> int:
 # ---------------------------------------------------------------------------------------------------- models ---
 
 
-def _fingerprint(*parts: object) -> str:
-    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
-
-
 def _training_config(cfg: Exp1Config) -> dict:
     """The config entries that change training (not eps, figures, or the grid), for checkpoint fingerprints."""
     d = cfg.to_dict()
@@ -198,18 +195,13 @@ def _training_config(cfg: Exp1Config) -> dict:
     return d
 
 
-def derived_seed(seed: int, name: str) -> int:
-    """A per-model seed: different models of one run get different random inits, reproducibly."""
-    return (seed * 1_000_003 + zlib.crc32(name.encode())) % (2**31)
-
-
 @dataclass
 class Context:
     cfg: Exp1Config
     out: Path
     data_root: Path
     device: torch.device
-    log: Log = _stderr
+    log: Log = stderr_log
     workers: int = 0
     _task: Task | None = None
     _base: dict[int, ImageClassifier] = field(default_factory=dict)
@@ -245,8 +237,8 @@ class Context:
             key = f"{self.cfg.name}-base_a-pretrain-s{seed}"
             self.log(f"[{key}] pretraining Base A on the tiny source task ({len(t.source_train)} images)")
             fit(model, b.schedule, t.source_train, None, seed=seed, batch_size=self.cfg.batch_size,
-                ckpt_dir=self.out / "checkpoints" / key, fingerprint=_fingerprint(key, _training_config(self.cfg)),
-                device=self.device, log=self.log)
+                ckpt_dir=self.out / "checkpoints" / key, fingerprint=fingerprint(key, _training_config(self.cfg)),
+                device=self.device, log=self.log, precision=self.cfg.precision, compile_model=self.cfg.compile)
             return model.eval()
         state = (weights.load_state_dict("mobilenet_v2", b.weights) if b.source == "torchvision"
                  else weights.load_state_file(Path(b.path).expanduser()))
@@ -290,8 +282,9 @@ def run_cell(ctx: Context, cell: Cell) -> dict:
                 f"{sum(p.numel() for p in model.trainable_parameters())} trainable parameters")
         result = fit(model, schedule, data["train"], val, seed=derived_seed(cell.seed, cell.model),
                      batch_size=cfg.batch_size, ckpt_dir=ctx.out / "checkpoints" / cell.key,
-                     fingerprint=_fingerprint(cell.key, _training_config(cfg)), device=ctx.device, log=ctx.log,
-                     eval_batch_size=cfg.eval_batch_size, workers=ctx.workers)
+                     fingerprint=fingerprint(cell.key, _training_config(cfg)), device=ctx.device, log=ctx.log,
+                     eval_batch_size=cfg.eval_batch_size, workers=ctx.workers, precision=cfg.precision,
+                     compile_model=cfg.compile)
         training = {"history": result.history, "resumed_from_epoch": result.resumed_from,
                     "seconds": round(result.seconds, 3),
                     "schedule": [p.__dict__ for p in schedule], "frozen_features": model.frozen_features}
@@ -340,7 +333,8 @@ def run_cell(ctx: Context, cell: Cell) -> dict:
         "training_log": training, "artifacts": artifacts,
         "data": {"dataset": cfg.dataset, "n_train": len(data["train"]), "n_val": len(data["val"]),
                  "n_test": len(data["test"]), "manifest": f"manifests/{cfg.name}-{cell.protocol}-s{cell.seed}.json"},
-        "config": cfg.to_dict(), "provenance": provenance.collect(ctx.device),
+        "config": cfg.to_dict(),
+        "provenance": provenance.collect(ctx.device, resolve_precision(cfg.precision, ctx.device)),
         "wall_seconds": round(time.perf_counter() - t0, 3),
     }
 
@@ -381,7 +375,7 @@ def write_eps_choice(ctx: Context, cell: Cell, base: ImageClassifier, test: Data
 
 
 def run(cfg: Exp1Config, out: Path, data_root: Path, device: torch.device, *, download: bool = False,
-        log: Log = _stderr, cells: list[Cell] | None = None) -> None:
+        log: Log = stderr_log, cells: list[Cell] | None = None) -> None:
     """Run every unfinished cell of the grid, then rebuild ``results.csv`` (figures and report: the caller)."""
     missing, failures = preflight(cfg, data_root), []
     if missing and download:

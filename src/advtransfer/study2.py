@@ -10,7 +10,7 @@ original's clamping of ImageNet-normalised tensors for ResNet. See SPEC section 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,8 +19,9 @@ import torch
 
 from . import provenance
 from .attacks import AttackSpec, attack, backend_module
+from .cells import Log, derived_seed, fingerprint, stderr_log
 from .checks import check_evaluations
-from .config import Exp2Config
+from .config import Exp2Config, Phase
 from .crosscheck import crosscheck, default_specs
 from .data import cifar, tiny
 from .data.images import TensorImages, subset
@@ -33,10 +34,8 @@ from .models.basenet import basenet
 from .models.classifier import IMAGENET_MEAN, IMAGENET_STD, ImageClassifier
 from .models.resnet import resnet18_scratch, resnet18_transfer
 from .results import missing_error, run_grid
-from .study1 import _fingerprint, _stderr, derived_seed
-from .train import fit
+from .train import fit, resolve_precision
 
-Log = Callable[[str], None]
 EVAL_ATTACKS = ("fgsm", "pgd", "nifgsm", "vmifgsm")
 
 
@@ -57,6 +56,14 @@ class Cell:
     @property
     def clean(self) -> Cell:
         return Cell(self.experiment, self.setting, self.dataset, self.protocol, self.seed, self.model, "clean")
+
+
+def shard_unit(cell: Cell) -> str:
+    """Cells that must run in one shard (``--shard K/N``): a clean cell and the adversarial-training cells that
+    start from its final checkpoint (same setting, protocol, seed and model). The transfer ResNet's tiny-data
+    backbone pretraining is shared by all units of a run; concurrent shards may each compute it (deterministic and
+    checkpointed atomically: duplicated work, not a conflict)."""
+    return cell.clean.key
 
 
 def plan(cfg: Exp2Config) -> list[Cell]:
@@ -109,12 +116,17 @@ def preflight(cfg: Exp2Config, data_root: Path) -> list[str]:
             missing.append(f"the CIFAR-10 JPEG folders {root}/train and {root}/test are missing: "
                            f"`advtransfer data fetch cifar10-jpg --data-root {data_root} --source "
                            "../shared/data/cifar10-jpg` unpacks and verifies them")
-    if any("resnet18_transfer" in s.models for s in cfg.settings):
+    if needs_imagenet_weights(cfg):
         try:
-            weights.verify_cached("resnet18", "IMAGENET1K_V1")
+            weights.verify_cached("resnet18", cfg.resnet_pretrained.weights)
         except DataError as exc:
             missing.append(str(exc))
     return missing
+
+
+def needs_imagenet_weights(cfg: Exp2Config) -> bool:
+    return cfg.resnet_pretrained.source == "torchvision" and any("resnet18_transfer" in s.models
+                                                                    for s in cfg.settings)
 
 
 def load_data(cfg: Exp2Config, dataset: str, data_root: Path, setting: int) -> Data:
@@ -131,8 +143,10 @@ def load_data(cfg: Exp2Config, dataset: str, data_root: Path, setting: int) -> D
                     n_classes)
     if cfg.data == "cifar10-jpg":
         root = Path(data_root) / "cifar10-jpg"
-        train = cifar.load_image_folder_split(root / "train", limit_per_class=cfg.train_per_class, seed=0)
-        test = cifar.load_image_folder_split(root / "test")
+        cache = Path(data_root) / "cache"  # decoded once into the tensor cache, read from it afterwards
+        train = cifar.load_image_folder_split(root / "train", limit_per_class=cfg.train_per_class, seed=0,
+                                              cache_dir=cache)
+        test = cifar.load_image_folder_split(root / "test", cache_dir=cache)
         return Data(train, test, len(train.classes))
     train, test = cifar.load_cifar(dataset, data_root, train=True), cifar.load_cifar(dataset, data_root, train=False)
     if cfg.train_per_class:
@@ -144,8 +158,9 @@ def load_data(cfg: Exp2Config, dataset: str, data_root: Path, setting: int) -> D
 # ---------------------------------------------------------------------------------------------------- models ---
 
 
-def build_model(cfg: Exp2Config, cell: Cell, num_classes: int) -> ImageClassifier:
-    """A fresh model for the cell (random init; the transfer ResNet gets its ImageNet backbone)."""
+def build_model(cfg: Exp2Config, cell: Cell, num_classes: int,
+                backbone: Mapping[str, torch.Tensor] | None = None) -> ImageClassifier:
+    """A fresh model for the cell (random init; the transfer ResNet gets ``backbone``, its pretrained weights)."""
     seed = derived_seed(cell.seed, f"e{cell.setting}/{cell.model}")
     if cell.model == "basenet":
         # BaseNet sees [0, 1] pixels (mean 0, std 1): the original fed it ToTensor() images, no normalisation.
@@ -154,7 +169,9 @@ def build_model(cfg: Exp2Config, cell: Cell, num_classes: int) -> ImageClassifie
     if cell.model == "resnet18_scratch":
         net = resnet18_scratch(num_classes, seed, input_size=cfg.resnet_input_size)
     else:
-        net = resnet18_transfer(num_classes, weights.load_state_dict("resnet18", "IMAGENET1K_V1"), seed=seed,
+        if backbone is None:
+            raise ValueError("resnet18_transfer needs its pretrained backbone's state_dict")
+        net = resnet18_transfer(num_classes, backbone, seed=seed,
                                 freeze_bn_stats=cell.protocol == "intended", input_size=cfg.resnet_input_size)
     return ImageClassifier(net, IMAGENET_MEAN, IMAGENET_STD)
 
@@ -185,9 +202,10 @@ class Context:
     out: Path
     data_root: Path
     device: torch.device
-    log: Log = _stderr
+    log: Log = stderr_log
     _data: dict[tuple[int, str], Data] = field(default_factory=dict)
     _splits: dict[tuple[int, str, int], dict[str, TensorImages]] = field(default_factory=dict)
+    _backbone: dict[str, torch.Tensor] | None = None
 
     def data(self, cell: Cell) -> dict[str, TensorImages]:
         """train / val / test for the cell's protocol: intended carves val from train; as-run validates on test."""
@@ -208,15 +226,45 @@ class Context:
         self.data(cell)
         return self._data[(cell.setting, cell.dataset)].num_classes
 
+    def backbone(self) -> dict[str, torch.Tensor]:
+        """The transfer ResNet's pretrained weights: torchvision's ImageNet ones, or (tiny data) a ResNet-18 the kit
+        pretrains on a tiny source task of its own seed, standing in for ImageNet; checkpointed like any training."""
+        if self._backbone is None:
+            p = self.cfg.resnet_pretrained
+            if p.source == "torchvision":
+                self._backbone = weights.load_state_dict("resnet18", p.weights)
+            else:
+                spec = tiny.TinySpec(n_source_classes=p.classes, n_target_classes=1, image_size=32,
+                                     source_per_class=p.per_class, seed=p.seed)
+                source = TensorImages(*tiny.make_source(spec))
+                key = f"{self.cfg.name}-resnet18-pretrain"
+                net = resnet18_scratch(p.classes, derived_seed(p.seed, key), input_size=self.cfg.resnet_input_size)
+                model = ImageClassifier(net, IMAGENET_MEAN, IMAGENET_STD).to(self.device)
+                self.log(f"[{key}] pretraining the stand-in for ImageNet ResNet-18 on a tiny {p.classes}-class "
+                         f"source task ({len(source)} images)")
+                fit(model, p.schedule, source, None, seed=derived_seed(p.seed, key), batch_size=self.cfg.batch_size,
+                    ckpt_dir=self.out / "checkpoints" / key, device=self.device, log=self.log,
+                    fingerprint=fingerprint(key, p, self.cfg.resnet_input_size, self.cfg.batch_size),
+                    precision=self.cfg.precision, compile_model=self.cfg.compile)
+                self._backbone = {k: v.detach().cpu().clone() for k, v in net.state_dict().items()}
+        return self._backbone
+
+    def schedules(self, cell: Cell) -> tuple[tuple[Phase, ...], tuple[Phase, ...]]:
+        """(clean, adversarial) training schedules: the model's own where the profile sets them, else the common."""
+        own = self.cfg.model_schedules.get(cell.model, {})
+        return own.get("clean", self.cfg.clean_schedule), own.get("adversarial", self.cfg.adv_schedule)
+
     def trained(self, cell: Cell) -> tuple[ImageClassifier, dict]:
         """The cell's model, trained (or resumed from its checkpoints); clean first for adversarial cells."""
         cfg, data = self.cfg, self.data(cell)
-        model = build_model(cfg, cell, self.num_classes(cell)).to(self.device)
-        common = dict(batch_size=cfg.batch_size, device=self.device, log=self.log, eval_batch_size=cfg.eval_batch_size)
-        clean = cell.clean
-        result = fit(model, cfg.clean_schedule, data["train"], data["val"], seed=derived_seed(cell.seed, clean.key),
+        backbone = self.backbone() if cell.model == "resnet18_transfer" else None
+        model = build_model(cfg, cell, self.num_classes(cell), backbone).to(self.device)
+        common = dict(batch_size=cfg.batch_size, device=self.device, log=self.log, eval_batch_size=cfg.eval_batch_size,
+                      precision=cfg.precision, compile_model=cfg.compile)
+        clean, (clean_schedule, adv_schedule) = cell.clean, self.schedules(cell)
+        result = fit(model, clean_schedule, data["train"], data["val"], seed=derived_seed(cell.seed, clean.key),
                      ckpt_dir=self.out / "checkpoints" / clean.key,
-                     fingerprint=_fingerprint(clean.key, _train_cfg(cfg)), **common)
+                     fingerprint=fingerprint(clean.key, _train_cfg(cfg), clean_schedule), **common)
         info = {"clean": {"history": result.history, "resumed_from_epoch": result.resumed_from}}
         if cell.training != "clean":
             spec = attack_spec(cfg, cell.training)
@@ -227,9 +275,10 @@ class Context:
                 return craft(m, x, y, spec, backend, generator, defective)
 
             self.log(f"[{cell.key}] adversarial training with {spec.key()} ({backend}) from the clean model")
-            result = fit(model, cfg.adv_schedule, data["train"], data["val"], seed=derived_seed(cell.seed, cell.key),
+            result = fit(model, adv_schedule, data["train"], data["val"], seed=derived_seed(cell.seed, cell.key),
                          ckpt_dir=self.out / "checkpoints" / cell.key,
-                         fingerprint=_fingerprint(cell.key, _train_cfg(cfg)), adversary=adversary, **common)
+                         fingerprint=fingerprint(cell.key, _train_cfg(cfg), clean_schedule, adv_schedule),
+                         adversary=adversary, **common)
             info["adversarial"] = {"attack": spec.to_dict(), "backend": backend, "history": result.history,
                                    "resumed_from_epoch": result.resumed_from}
         return model.eval(), info
@@ -294,13 +343,16 @@ def run_cell(ctx: Context, cell: Cell) -> dict:
         "checks": checks, "crosscheck": cross, "training_log": training,
         "data": {"data": cfg.data, "n_train": len(data["train"]), "n_val": len(data["val"]),
                  "n_test": len(data["test"])},
-        "asrun_clamp_defect": defective, "config": cfg.to_dict(), "provenance": provenance.collect(ctx.device),
+        "asrun_clamp_defect": defective, "config": cfg.to_dict(),
+        "provenance": provenance.collect(ctx.device, resolve_precision(cfg.precision, ctx.device)),
         "wall_seconds": round(time.perf_counter() - t0, 3),
     }
 
 
 def run(cfg: Exp2Config, out: Path, data_root: Path, device: torch.device, *, download: bool = False,
-        log: Log = _stderr) -> None:
+        log: Log = stderr_log, cells: list[Cell] | None = None) -> None:
+    """Run every unfinished cell of the grid (or of ``cells``, a selection of it in plan order), then rebuild
+    ``results.csv`` (figures and report: the caller)."""
     missing, failures = preflight(cfg, data_root), []
     if missing and download:
         for name in sorted({s.dataset for s in cfg.settings}) if cfg.data == "cifar" else []:
@@ -308,9 +360,9 @@ def run(cfg: Exp2Config, out: Path, data_root: Path, device: torch.device, *, do
                 cifar.fetch_cifar(name, data_root)
             except DataError as exc:
                 failures.append(f"{name}: {str(exc).split('. ')[0]}")
-        if any("resnet18_transfer" in s.models for s in cfg.settings):
+        if needs_imagenet_weights(cfg):
             try:
-                weights.fetch("resnet18", "IMAGENET1K_V1")
+                weights.fetch("resnet18", cfg.resnet_pretrained.weights)
             except DataError as exc:
                 failures.append(f"ResNet-18 IMAGENET1K_V1: {str(exc).split('. ')[0]}")
         missing = preflight(cfg, data_root)
@@ -319,4 +371,4 @@ def run(cfg: Exp2Config, out: Path, data_root: Path, device: torch.device, *, do
     out = Path(out)
     atomic_write_json(out / f"config-{cfg.name}.json", cfg.to_dict())
     ctx = Context(cfg, out, Path(data_root), device, log)
-    run_grid(out, plan(cfg), cfg.backends, lambda cell: run_cell(ctx, cell), log)
+    run_grid(out, plan(cfg) if cells is None else cells, cfg.backends, lambda cell: run_cell(ctx, cell), log)

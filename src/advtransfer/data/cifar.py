@@ -297,7 +297,7 @@ def _decode_u8(path: Path, size: int) -> np.ndarray:
 
 
 def load_image_folder_split(path: Path, image_size: int = 32, limit_per_class: int | None = None,
-                            seed: int = 0) -> ImageFolderSplit:
+                            seed: int = 0, cache_dir: Path | None = None) -> ImageFolderSplit:
     """Decode an ImageFolder tree (``<path>/<class>/<image>``) into memory.
 
     Classes are the sorted folder names (for ``cifar10-jpg`` that is the official CIFAR-10 label order). With
@@ -306,7 +306,9 @@ def load_image_folder_split(path: Path, image_size: int = 32, limit_per_class: i
     independent of the global RNGs. Images stay in class, then file-name order.
 
     Decoding is a plain loop: 32x32 JPEGs decode at several thousand per second per core, so a process pool would
-    cost more to start than it saves.
+    cost more to start than it saves. With ``cache_dir``, the chosen images are decoded once into the tensor cache
+    there (:mod:`advtransfer.data.tensor_cache`, keyed by the files, the selection and the size) and later calls
+    read it instead: the same pixels.
     """
     if limit_per_class is not None and limit_per_class < 1:
         raise ValueError(f"limit_per_class must be >= 1 or None, got {limit_per_class}")
@@ -319,6 +321,14 @@ def load_image_folder_split(path: Path, image_size: int = 32, limit_per_class: i
             keep.append(idx[rng.permutation(len(idx))[:limit_per_class]])
         chosen = np.sort(np.concatenate(keep))
         files, labels = [files[i] for i in chosen], labels[chosen]
+    if cache_dir is not None:
+        from .tensor_cache import cache_file, load_or_build
+
+        target = cache_file(cache_dir, path, image_size)
+        if limit_per_class is not None:  # one file per selection, so two selections do not rebuild each other's
+            target = target.with_name(f"{target.stem}-{limit_per_class}pc-s{seed}.bin")
+        images = load_or_build(target, path, files, labels, image_size, classes=classes).images[:]
+        return ImageFolderSplit(images, torch.from_numpy(labels), classes, files)
     pixels = np.empty((len(files), image_size, image_size, 3), dtype=np.uint8)
     for i, file in enumerate(files):
         pixels[i] = _decode_u8(file, image_size)
