@@ -20,6 +20,7 @@ sys.path.insert(0, str(TESTS_DIR))  # tests/httpserver.py and friends
 
 MINI_EXP1 = """
 [experiment]
+study = "imagenet-transfer"
 name = "exp1"
 protocols = ["intended", "as-run"]
 

@@ -11,13 +11,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from advtransfer import distributed
 from advtransfer.attacks import AttackSpec, attack
-from advtransfer.config import Phase
+from advtransfer.config.common import Phase
 from advtransfer.data.images import TensorImages, subset
+from advtransfer.engine import distributed
+from advtransfer.engine.train import fit
 from advtransfer.models.basenet import basenet
 from advtransfer.models.classifier import ImageClassifier
-from advtransfer.train import fit
 
 BATCH = 8
 # Clean: 45 examples = 5 global batches of 8 (4 + 4 per rank) and an uneven last one of 5 (3 + 2).

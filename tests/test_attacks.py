@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from torch import nn
 
 from advtransfer.attacks import AttackSpec, attack, check_adversarial
-from advtransfer.attacks.checks import AttackCheckError
+from advtransfer.attacks.invariants import AttackCheckError
 from advtransfer.errors import ConfigError
 from advtransfer.models.classifier import ImageClassifier
 

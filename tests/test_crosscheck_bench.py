@@ -8,10 +8,10 @@ import pytest
 import torch
 
 from advtransfer.attacks import AttackSpec
-from advtransfer.checks import check_evaluations
+from advtransfer.attacks.crosscheck import crosscheck, default_specs, random_start_tolerance, to_markdown
 from advtransfer.cli import main
-from advtransfer.crosscheck import crosscheck, default_specs, random_start_tolerance, to_markdown
-from advtransfer.models.zoo import reference_model
+from advtransfer.engine.reference_models import reference_model
+from advtransfer.engine.sanity import check_evaluations
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +51,8 @@ def test_random_start_tolerance_shrinks_with_n() -> None:
 
 
 def test_crosscheck_cli_writes_tables_and_exit_code(tmp_path, small_cnn, monkeypatch) -> None:
-    monkeypatch.setattr("advtransfer.models.zoo.reference_model", lambda name, seed=0, device=None: small_cnn)
+    monkeypatch.setattr("advtransfer.engine.reference_models.reference_model",
+                        lambda name, seed=0, device=None: small_cnn)
     out = tmp_path / "cc"
     assert main(["crosscheck", "--model", "small-cnn", "--n", "16", "--steps", "2", "--out", str(out)]) == 0
     doc = json.loads((out / "crosscheck.json").read_text())
@@ -64,7 +65,8 @@ def test_crosscheck_cli_writes_tables_and_exit_code(tmp_path, small_cnn, monkeyp
 
 
 def test_bench_attacks_reports_every_backend(tmp_path, small_cnn, monkeypatch) -> None:
-    monkeypatch.setattr("advtransfer.models.zoo.reference_model", lambda name, seed=0, device=None: small_cnn)
+    monkeypatch.setattr("advtransfer.engine.reference_models.reference_model",
+                        lambda name, seed=0, device=None: small_cnn)
     path = tmp_path / "bench.json"
     assert main(["bench", "attacks", "--model", "small-cnn", "--batch", "16", "--steps", "2", "--repeats", "1",
                  "--json", str(path)]) == 0

@@ -11,14 +11,14 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from advtransfer.figures import make_figures
-from advtransfer.report import write_report
+from advtransfer.reporting.outputs import write_outputs
 
 FIXTURE = Path(__file__).parent / "fixtures" / "exp1_results"
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 # The flags a closed network needs (no background connections, first-run or component updates).
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
          "--disable-background-networking", "--disable-component-update", "--disable-sync", "--hide-scrollbars"]
+NATURAL_BLUE = np.array([76, 114, 176])  # #4C72B0, the natural-accuracy colour of study 1's figures
 
 
 def screenshot(page: Path, png: Path, profile: Path, size: str = "1280,6000") -> None:
@@ -26,20 +26,35 @@ def screenshot(page: Path, png: Path, profile: Path, size: str = "1280,6000") ->
                     f"--screenshot={png}", page.as_uri()], check=True, capture_output=True, timeout=120)
 
 
+def _blue_pixels(pixels: np.ndarray) -> int:
+    return int((np.abs(pixels - NATURAL_BLUE).max(axis=2) < 12).sum())
+
+
 @pytest.mark.slow
 @pytest.mark.skipif(CHROMIUM is None, reason="Chromium is not installed (Debian package `chromium`)")
 def test_html_report_renders_with_its_figures_in_chromium(tmp_path: Path) -> None:
     out = tmp_path / "r"
     shutil.copytree(FIXTURE, out)
-    make_figures(out)
-    write_report(out)
+    outputs = write_outputs(out)
+    assert [p.name for p in outputs.figures if p.suffix == ".png"] == [
+        "exp1_eps_choice.png", "exp1_transfer_performance.png", "exp1_adversarial_performance.png"]
     png = tmp_path / "report.png"
-    screenshot(out / "report.html", png, tmp_path / "profile")
-    pixels = np.asarray(Image.open(png).convert("RGB")).astype(int)
+    screenshot(outputs.report_html, png, tmp_path / "profile")
+    with Image.open(png) as im:
+        pixels = np.asarray(im.convert("RGB")).astype(int)
     assert pixels.shape[1] == 1280
-    # Text and tables: plenty of dark pixels; figures: the natural-accuracy blue (#4C72B0) of the robustness
-    # figure, which only a rendered image can contribute.
+    # Text and tables: plenty of dark pixels; figures: the natural-accuracy blue of the figures, which only a
+    # rendered image can contribute (the page's own styles have no such blue).
     dark = (pixels.sum(axis=2) < 200).mean()
-    blue = (np.abs(pixels - np.array([76, 114, 176])).max(axis=2) < 12).sum()
     assert dark > 0.002, dark
-    assert blue > 2000, blue
+    assert _blue_pixels(pixels) > 2000, _blue_pixels(pixels)
+    # The same page with its figures moved away: the blue is gone, so it came from the inlined figures.
+    shutil.move(out / "figures", tmp_path / "figures-away")
+    from advtransfer.reporting.html import markdown_to_html
+
+    bare = tmp_path / "bare.html"
+    bare.write_text(markdown_to_html(outputs.report.read_text(), out, title="bare"))
+    png2 = tmp_path / "bare.png"
+    screenshot(bare, png2, tmp_path / "profile2")
+    with Image.open(png2) as im:
+        assert _blue_pixels(np.asarray(im.convert("RGB")).astype(int)) < 200

@@ -13,10 +13,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from advtransfer import study1, study2
 from advtransfer.cli import main
-from advtransfer.config import load_exp1, load_exp2
-from advtransfer.shards import Shard, shard_cells, units
+from advtransfer.scale.shards import Shard, shard_cells, units
+from advtransfer.studies import load_experiment
 from test_study2 import _mini_config
 
 TESTS = Path(__file__).resolve().parent
@@ -66,25 +65,32 @@ def test_shards_are_disjoint_cover_the_grid_and_keep_units_together(n: int, tmp_
     from conftest import MINI_EXP1
 
     (tmp_path / "exp1_mini.toml").write_text(MINI_EXP1)
-    grids = [(study1, study1.plan(load_exp1(str(tmp_path / "exp1_mini.toml"), "mini"))),
-             (study2, study2.plan(load_exp2(str(_mini_config(tmp_path)), "mini")))]
-    for module, grid in grids:
-        parts = [shard_cells(grid, Shard(k, n), module.shard_unit) for k in range(1, n + 1)]
+    exps = [load_experiment(str(tmp_path / "exp1_mini.toml"), "mini"),
+            load_experiment(str(_mini_config(tmp_path)), "mini")]
+    grids = [(exp.study.name, exp.study.plan(exp)) for exp in exps]
+
+    def unit(cell):
+        return cell.unit
+
+    for study, grid in grids:
+        parts = [shard_cells(grid, Shard(k, n), unit) for k in range(1, n + 1)]
         keys = [c.key for part in parts for c in part]
         assert len(keys) == len(set(keys)) and set(keys) == {c.key for c in grid}  # disjoint, union = grid
         for part in parts:
             assert part == [c for c in grid if c in part]  # plan order kept (clean before adversarial)
-        sizes = [len(units(part, module.shard_unit)) for part in parts]
+        sizes = [len(units(part, unit)) for part in parts]
         assert max(sizes) - min(sizes) <= 1, sizes  # balanced: units dealt round robin
-        if module is study2:
+        if study == "cifar-at":
             for part in parts:  # every adversarial cell runs in its clean cell's shard
                 assert {c.clean.key for c in part} <= {c.key for c in part}
-            assert len(units(grid, study2.shard_unit)) == 10  # (setting, protocol, model) groups of the mini grid
+            assert len(units(grid, unit)) == 10  # (setting, protocol, model) groups of the mini grid
+        else:
+            assert len(units(grid, unit)) == len(grid)  # study 1: every cell its own unit
     # reproduce-all deals the units of both experiments out as one sequence
-    offsets = [0, len(units(grids[0][1], study1.shard_unit))]
-    per_shard = [sum(len(units(shard_cells(g, Shard(k, n), m.shard_unit, off), m.shard_unit))
-                     for (m, g), off in zip(grids, offsets)) for k in range(1, n + 1)]
-    assert sum(per_shard) == sum(len(units(g, m.shard_unit)) for m, g in grids)
+    offsets = [0, len(units(grids[0][1], unit))]
+    per_shard = [sum(len(units(shard_cells(g, Shard(k, n), unit, off), unit))
+                     for (_, g), off in zip(grids, offsets)) for k in range(1, n + 1)]
+    assert sum(per_shard) == sum(len(units(g, unit)) for _, g in grids)
     assert max(per_shard) - min(per_shard) <= 1, per_shard
 
 
@@ -117,25 +123,24 @@ def test_cells_glob_selects_cells_and_an_unmatched_glob_is_an_error(micro, tmp_p
 
 
 def test_reproduce_all_shards_deal_both_experiments_out_once(tmp_path: Path, monkeypatch, capsys) -> None:
-    """``reproduce-all --shard K/N`` hands each study's run() only its shard's cells (the runs are replaced by
-    recorders here: the selection is under test, not the training)."""
-    from advtransfer import cli
+    """``reproduce-all --shard K/N`` hands each experiment's grid run only its shard's cells (the grid runs are
+    replaced by recorders here: the selection is under test, not the training; ``test_studies`` runs
+    reproduce-all end to end)."""
+    from advtransfer.engine import grid
     from conftest import MINI_EXP1
 
     (tmp_path / "exp1_mini.toml").write_text(MINI_EXP1)
-    monkeypatch.setattr(cli, "REPRODUCE_EXPERIMENTS", (str(tmp_path / "exp1_mini.toml"),
-                                                       str(_mini_config(tmp_path))))
+    configs = [str(tmp_path / "exp1_mini.toml"), str(_mini_config(tmp_path))]
     got: dict[str, list[str]] = {}
-    for module in (study1, study2):
-        monkeypatch.setattr(module, "run", lambda cfg, out, *a, cells, **kw: got.setdefault(cfg.name, []).extend(
-            c.key for c in cells))
+    monkeypatch.setattr(grid, "run_experiment", lambda exp, run, *, download, cells: got.setdefault(
+        exp.name, []).extend(c.key for c in cells))
     for k in (1, 2, 3):
-        assert main(["reproduce-all", "--profile", "mini", "--shard", f"{k}/3", "--out", str(tmp_path / "o"),
-                     "--device", "cpu"]) == 0
+        assert main(["reproduce-all", "--profile", "mini", "--experiments", ",".join(configs), "--shard", f"{k}/3",
+                     "--out", str(tmp_path / "o"), "--device", "cpu"]) == 0
         assert f"shard {k}/3:" in capsys.readouterr().out
-    for name, module, cfg in (("exp1", study1, load_exp1(str(tmp_path / "exp1_mini.toml"), "mini")),
-                              ("exp2", study2, load_exp2(str(_mini_config(tmp_path)), "mini"))):
-        assert sorted(got[name]) == sorted(c.key for c in module.plan(cfg))  # each cell exactly once
+    for path in configs:
+        exp = load_experiment(path, "mini")
+        assert sorted(got[exp.name]) == sorted(c.key for c in exp.study.plan(exp))  # each cell exactly once
 
 
 # ------------------------------------------------------------------------------------------------- sharding ---
@@ -261,7 +266,7 @@ def test_sync_batchnorm_swap_shares_tensors_and_swaps_back() -> None:
     SyncBatchNorm itself needs a GPU process group)."""
     from torch import nn
 
-    from advtransfer.train import _to_sync_batchnorm
+    from advtransfer.engine.train import _to_sync_batchnorm
 
     model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.Sequential(nn.BatchNorm1d(2)))
     originals = [model[1], model[2][0]]

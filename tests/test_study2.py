@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -14,10 +15,12 @@ import pytest
 import torch
 from torch import nn
 
+from advtransfer import studies
 from advtransfer.cli import main
-from advtransfer.config import load_exp2
 from advtransfer.models.classifier import IMAGENET_MEAN, IMAGENET_STD, ImageClassifier
-from advtransfer.study2 import Cell, attack_spec, craft
+from advtransfer.results.schema import ROW_COLUMNS
+from advtransfer.studies.cifar_at.cell import asrun_defective, attack_spec, craft
+from advtransfer.studies.cifar_at.grid import Cell
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -104,6 +107,38 @@ def test_transfer_resnet_keeps_its_pretrained_backbone(mini_run: Path) -> None:
                     assert not moved, (key, name)
 
 
+def _rows(out: Path) -> list[dict[str, str]]:
+    with open(out / "results.csv", newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def test_rerun_with_more_backends_trains_nothing_and_adds_their_rows(mini_run: Path, tmp_path: Path, capsys) -> None:
+    """Asking a finished run for the cross-check backends re-evaluates, never retrains: no epoch runs, no
+    checkpoint is rewritten, the existing rows stay as they were and FGSM / PGD gain torchattacks and ART rows."""
+    out = tmp_path / "more"
+    shutil.copytree(mini_run, out, copy_function=os.link)  # hard links: a rewritten file would get a new inode
+    checkpoints = {p: (p.stat().st_ino, p.stat().st_mtime_ns) for p in (out / "checkpoints").rglob("*.pt")}
+    assert checkpoints
+    before = _rows(out)
+    capsys.readouterr()
+    args = ["run", str(_mini_config(tmp_path)), "--profile", "mini", "--out", str(out), "--device", "cpu"]
+    assert main([*args, "--backends", "native,torchattacks,art"]) == 0
+    err = capsys.readouterr().err
+    assert "  epoch " not in err and "adding torchattacks, art" in err
+    assert {p: (p.stat().st_ino, p.stat().st_mtime_ns) for p in (out / "checkpoints").rglob("*.pt")} == checkpoints
+    after = _rows(out)
+    old = [{c: r[c] for c in ROW_COLUMNS} for r in before]
+    assert [{c: r[c] for c in ROW_COLUMNS} for r in after if r["backend"] in ("", "native") or r["attack"] in
+            ("nifgsm", "vmifgsm")] == old
+    added = {(r["cell"], r["attack"], r["backend"]) for r in after} - {(r["cell"], r["attack"], r["backend"])
+                                                                          for r in before}
+    cells = {r["cell"] for r in before}
+    assert added == {(c, a, b) for c in cells for a in ("fgsm", "pgd") for b in ("torchattacks", "art")}
+    # and a second rerun has nothing left to do
+    assert main([*args, "--backends", "native,torchattacks,art"]) == 0
+    assert capsys.readouterr().err.count("done already, skipped") == len(cells)
+
+
 def test_killed_run_resumes_to_the_same_results(mini_run: Path, tmp_path: Path) -> None:
     """SIGKILL after the second epoch of the first clean training; the rerun resumes there and ends with the
     uninterrupted run's results.csv, byte for byte."""
@@ -125,8 +160,7 @@ def test_asrun_reproduces_the_clamping_defect_and_intended_does_not() -> None:
     net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 3))
     model = ImageClassifier(net, IMAGENET_MEAN, IMAGENET_STD).eval()
     x, y = torch.rand(8, 3, 12, 12) * 0.5, torch.randint(0, 3, (8,))  # darkish: many below-mean values
-    cfg = load_exp2("exp2", "demo")
-    spec = attack_spec(cfg, "fgsm")
+    spec = attack_spec(studies.load_experiment("exp2", "demo"), "fgsm")
     gen = torch.Generator().manual_seed(0)
     intended = craft(model, x, y, spec, "native", gen, defective=False)
     assert (intended - x).abs().max() <= spec.eps + 1e-6
@@ -137,8 +171,6 @@ def test_asrun_reproduces_the_clamping_defect_and_intended_does_not() -> None:
     assert far_below_mean.any() and torch.allclose(z[far_below_mean], torch.zeros(()), atol=1e-5)  # ... erased
     assert (asrun - x).abs().max() > 10 * spec.eps  # far outside the eps ball in pixel space: the defect
     resnet_cell = Cell("exp2", 2, "cifar10", "as-run", 0, "resnet18_scratch", "pgd")
-    from advtransfer.study2 import asrun_defective
-
     assert asrun_defective(resnet_cell) and not asrun_defective(Cell("exp2", 2, "cifar10", "intended", 0,
                                                                       "resnet18_scratch", "pgd"))
     assert not asrun_defective(Cell("exp2", 1, "cifar10", "as-run", 0, "basenet", "pgd"))

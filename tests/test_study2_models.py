@@ -21,7 +21,6 @@ from advtransfer.errors import DataError
 from advtransfer.models.basenet import basenet
 from advtransfer.models.classifier import IMAGENET_MEAN, IMAGENET_STD, ImageClassifier
 from advtransfer.models.resnet import (
-    AsRunNormalizedInput,
     Resize224,
     ResNet18,
     asrun_attack_input,
@@ -303,17 +302,26 @@ class _Probe(nn.Module):
 
 
 def test_intended_path_has_no_clamp_and_asrun_path_reproduces_it() -> None:
+    """The pipeline's attack (study 2's ``craft``): intended attacks pixels, the net sees the unclamped normalised
+    input; as-run attacks the normalised tensor and the net sees it clamped to [0, 1] (the original's defect)."""
+    from advtransfer.attacks import AttackSpec
+    from advtransfer.studies.cifar_at.cell import craft
+
     x = torch.rand(4, 3, 8, 8, generator=torch.Generator().manual_seed(1))
+    y = torch.zeros(4, dtype=torch.long)
     probe = _Probe()
-    ImageClassifier(probe, IMAGENET_MEAN, IMAGENET_STD)(x)
+    model = ImageClassifier(probe, IMAGENET_MEAN, IMAGENET_STD)
     z = asrun_attack_input(x)
-    assert torch.allclose(probe.seen, z, atol=1e-6)
+    spec = AttackSpec.fgsm(1e-6)
+
+    adv = craft(model, x, y, spec, "native", torch.Generator(), defective=False)
+    model(adv)
+    assert (adv - x).abs().max() <= 1e-6 + 1e-7
+    assert torch.allclose(probe.seen, z, atol=1e-4)
     assert (probe.seen < 0).any() and (probe.seen > 1).any()  # passed through unclamped
 
-    asrun = AsRunNormalizedInput(_Probe())
-    z_attack = asrun.attack_input(x)
-    assert torch.allclose(z_attack, z, atol=1e-6)
-    z_adv = clamp_defect(z_attack)  # what torchattacks returns for eps -> 0
-    asrun(z_adv)
-    assert asrun.net.seen.min() >= 0 and asrun.net.seen.max() <= 1
-    assert not torch.allclose(asrun.net.seen, z)
+    adv = craft(model, x, y, spec, "native", torch.Generator(), defective=True)
+    model(adv)
+    assert probe.seen.min() >= -1e-5 and probe.seen.max() <= 1 + 1e-5  # the clamp of normalised values
+    assert torch.allclose(probe.seen, clamp_defect(z), atol=1e-4)
+    assert not torch.allclose(probe.seen, z, atol=1e-2)

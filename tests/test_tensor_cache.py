@@ -258,20 +258,21 @@ def test_subset_and_batches_stay_on_the_memory_map(folder: Path, tmp_path: Path)
 
 
 def test_study1_imagefolder_uses_the_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from advtransfer import study1
     from advtransfer.data import imagenet_r
+    from advtransfer.studies.imagenet_transfer.data import load_task
 
     wnids = imagenet_r.classes()[1][:3]
     root = _write_folder(tmp_path / "renditions", list(wnids), per_class=3)
     cfg = types.SimpleNamespace(dataset="imagefolder", dataset_path=str(root), image_size=16)
-    task = study1.load_task(cfg, tmp_path / "data")
+    exp = types.SimpleNamespace(cfg=cfg, source=tmp_path / "exp.toml")
+    task = load_task(exp, tmp_path / "data")
     assert isinstance(task.pool, CachedImages) and task.pool.path.parent == tmp_path / "data" / "cache"
     _, files, _ = scan_image_folder(root)
     reference = FileImages(files, task.labels, 16)
     for i in range(len(reference)):
         assert torch.equal(task.pool[i][0], reference[i][0])
     monkeypatch.setattr(tensor_cache, "decode_u8", lambda *a: (_ for _ in ()).throw(AssertionError("decoded")))
-    assert not study1.load_task(cfg, tmp_path / "data").pool.built  # the second run reads the cache
+    assert not load_task(exp, tmp_path / "data").pool.built  # the second run reads the cache
 
 
 def test_cifar_image_folder_split_with_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import torch
 
-from advtransfer.config import Phase
+from advtransfer.config.common import Phase
 from advtransfer.data.images import TensorImages
+from advtransfer.engine.train import epoch_seed, fit
 from advtransfer.models.mobilenet import build_mobilenet_v2, wrap
-from advtransfer.train import epoch_seed, fit
 
 CPU = torch.device("cpu")
 
@@ -128,7 +128,7 @@ def test_adversarial_training_step_trains_on_adversarial_batches_and_resumes_exa
 def test_bf16_autocast_trains_in_fp32_weights_and_never_resumes_across_precisions(tmp_path):
     import pytest
 
-    from advtransfer.train import resolve_precision
+    from advtransfer.engine.train import resolve_precision
 
     assert resolve_precision("fp32", torch.device("cuda")) == "fp32"
     assert resolve_precision("auto", torch.device("cuda")) == "bf16"

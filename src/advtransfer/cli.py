@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 from .errors import ConfigError, UserError
-from .shards import SHARD_FORM, parse_shard, select_cells, shard_cells, units
+from .scale.shards import SHARD_FORM, parse_shard, select_cells, shard_cells
 
 DATA_ROOT_ENV = "ADVTRANSFER_DATA"
 
@@ -61,97 +61,52 @@ def _eps(value: str) -> float:
     return eps
 
 
-def _load(experiment: str, profile: str):
-    """(study module, validated config) for an experiment of either study ([experiment] study = 1 or 2)."""
-    from . import study1, study2
-    from .config import load_exp1, load_exp2, load_raw
+def _overrides(args: argparse.Namespace):
+    from .workflow import Overrides, parse_backends
 
-    _, meta, _ = load_raw(experiment, profile)
-    if meta.get("study", 1) == 2:
-        return study2, load_exp2(experiment, profile)
-    return study1, load_exp1(experiment, profile)
+    return Overrides(backends=parse_backends(getattr(args, "backends", None)),
+                     precision=getattr(args, "precision", None), compile=getattr(args, "compile", False))
+
+
+def _out(args: argparse.Namespace) -> Path:
+    from .workflow import check_out
+
+    return check_out(Path(args.out) if args.out else Path("results") / args.profile)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from . import distributed
+    from .engine import distributed
+    from .engine.grid import run_experiment
+    from .workflow import finish, finish_shard, load
 
     shard = parse_shard(args.shard) if args.shard else None
-    module, cfg = _load(args.experiment, args.profile)
-    cfg = _runtime_overrides(_with_backends(cfg, args.backends), args)
-    out = Path(args.out) if args.out else Path("results") / args.profile
-    if out.exists() and not out.is_dir():
-        raise UserError(f"--out {out} exists and is not a directory")
-    cells = module.plan(cfg)
+    exp = load(args.experiment, args.profile, _overrides(args))
+    out = _out(args)
+    cells = exp.study.plan(exp)
     if args.cells:
         cells = select_cells(cells, args.cells)
     if shard:
-        cells = shard_cells(cells, shard, module.shard_unit)
+        cells = shard_cells(cells, shard, lambda c: c.unit)
     with distributed.session(args.device) as ddp_device:  # under torchrun: data-parallel, rank 0 writes
         if ddp_device is not None and args.download:
             raise ConfigError("--download under torchrun: fetch first (advtransfer data fetch ...), then start the "
                               "data-parallel run")
-        module.run(cfg, out, Path(args.data_root), ddp_device or _device(args.device), download=args.download,
-                   cells=cells, log=_rank_log())
+        run_experiment(exp, _context(out, args, ddp_device), download=args.download, cells=cells)
         if not distributed.is_main():
             return 0
     if shard:
-        return _finish_shard(out, cells, shard)
-    return _finish(out)
+        return finish_shard(out, cells, shard)
+    return finish(out)
 
 
-def _with_backends(cfg, text: str | None):
-    """The config with ``--backends`` applied (validated: a comma-separated list of known backends)."""
-    if not text:
-        return cfg
-    from dataclasses import replace
+def _context(out: Path, args: argparse.Namespace, ddp_device):
+    from .engine import distributed
+    from .engine.grid import stderr_log
+    from .studies.base import RunContext
 
-    from .attacks import BACKENDS
-
-    backends = tuple(b.strip() for b in text.split(",") if b.strip())
-    if not backends or any(b not in BACKENDS for b in backends):
-        raise ConfigError(f"--backends {text!r}; valid: a comma-separated list of {', '.join(BACKENDS)}")
-    return replace(cfg, backends=backends)
-
-
-def _rank_log():
-    """Progress lines from rank 0 only (every rank runs the same cells under torchrun)."""
-    from . import distributed
-    from .cells import stderr_log
-
-    return stderr_log if distributed.is_main() else (lambda msg: None)
-
-
-def _finish_shard(out: Path, cells: list, shard) -> int:
-    """The end of one shard: its cells are written and ``results.csv`` is rebuilt from every cell file in ``out``.
-    Figures and the report wait for the gather (``advtransfer figures``), as concurrent shards would write them at
-    once. Exit status 3 if the attack backends disagreed on one of this shard's cells."""
-    import json
-
-    from .results import cell_path
-
-    print(f"shard {shard}: {len(cells)} cell(s) finished in {out}; results: {out / 'results.csv'}")
-    print(f"when all {shard.count} shards have finished, gather figures and the report: "
-          f"advtransfer figures --results {out}")
-    bad = []
-    for cell in cells:
-        path = cell_path(out, cell.key)
-        if path.is_file():
-            bad += [r for r in json.loads(path.read_text()).get("crosscheck", []) if not r["agree"]]
-    if bad:
-        print(f"advtransfer: error: the attack backends disagree in {len(bad)} comparison(s) of shard {shard}: "
-              + "; ".join(f"{r['cell']} {r['attack']} {r['backends']}" for r in bad), file=sys.stderr)
-        return 3
-    return 0
-
-
-def _runtime_overrides(cfg, args: argparse.Namespace):
-    from dataclasses import replace
-
-    if args.precision:
-        cfg = replace(cfg, precision=args.precision)
-    if args.compile:
-        cfg = replace(cfg, compile=True)
-    return cfg
+    # Progress lines from rank 0 only (every rank runs the same cells under torchrun).
+    log = stderr_log if distributed.is_main() else (lambda msg: None)
+    return RunContext(out, Path(args.data_root), ddp_device or _device(args.device), log)
 
 
 def _shard_arg(p: argparse.ArgumentParser) -> None:
@@ -166,98 +121,56 @@ def _runtime_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--compile", action="store_true", help="train through torch.compile (GPU runs)")
 
 
-# The experiments `reproduce-all` runs, in order, each with the chosen profile.
-REPRODUCE_EXPERIMENTS = ("exp1", "exp2")
-
-
 def cmd_reproduce_all(args: argparse.Namespace) -> int:
-    """Every experiment of the profile into one folder, then figures and the report; finished cells are skipped,
-    so rerunning after an interruption resumes."""
-    from . import distributed
-    from .results import missing_error
+    """Every registered experiment of the profile into one folder, then figures and the report; finished cells
+    are skipped, so rerunning after an interruption resumes."""
+    from .engine import distributed
+    from .engine.grid import missing_error, run_experiment
+    from .workflow import finish, finish_shard, reproduce_all_experiments, shard_plan
 
     shard = parse_shard(args.shard) if args.shard else None
-    loaded = [(name, module, _runtime_overrides(cfg, args))
-              for name, (module, cfg) in ((n, _load(n, args.profile)) for n in REPRODUCE_EXPERIMENTS)]
-    out = Path(args.out) if args.out else Path("results") / args.profile
-    if out.exists() and not out.is_dir():
-        raise UserError(f"--out {out} exists and is not a directory")
+    names = [n.strip() for n in args.experiments.split(",") if n.strip()] if args.experiments else None
+    experiments = reproduce_all_experiments(args.profile, names, _overrides(args))
+    out = _out(args)
     data_root = Path(args.data_root)
     if not args.download:  # say everything that is missing before hours of the first experiment
-        missing = [m for _, module, cfg in loaded for m in module.preflight(cfg, data_root)]
+        missing = [m for exp in experiments for m in exp.study.preflight(exp, data_root)]
         if missing:
             raise missing_error("reproduce-all", args.profile, list(dict.fromkeys(missing)), [])
-    selected, offset = [], 0
-    for _, module, cfg in loaded:  # one round robin over the units of every experiment, so shards stay balanced
-        grid = module.plan(cfg)
-        selected.append(shard_cells(grid, shard, module.shard_unit, offset) if shard else grid)
-        offset += len(units(grid, module.shard_unit))
+    selected = shard_plan(experiments, shard)
     with distributed.session(args.device) as ddp_device:
         if ddp_device is not None and args.download:
             raise ConfigError("--download under torchrun: fetch first (advtransfer data fetch ...), then start the "
                               "data-parallel run")
-        device = ddp_device or _device(args.device)
-        for (name, module, cfg), cells in zip(loaded, selected):
+        run = _context(out, args, ddp_device)
+        for exp, cells in zip(experiments, selected):
             if distributed.is_main():
-                print(f"== {name} --profile {args.profile}{f' --shard {shard}' if shard else ''} -> {out}",
-                      file=sys.stderr, flush=True)
-            module.run(cfg, out, data_root, device, download=args.download, cells=cells, log=_rank_log())
+                print(f"== {exp.name} ({exp.study.name}) --profile {args.profile}"
+                      f"{f' --shard {shard}' if shard else ''} -> {out}", file=sys.stderr, flush=True)
+            run_experiment(exp, run, download=args.download, cells=cells)
         if not distributed.is_main():
             return 0
     if shard:
-        return _finish_shard(out, [c for cells in selected for c in cells], shard)
-    return _finish(out)
-
-
-def _finish(out: Path) -> int:
-    """results.csv is written by the run; figures, report, and exit status 3 if the attack backends disagreed."""
-    figures = _figures_and_report(out)
-    print(f"results: {out / 'results.csv'}")
-    for f in figures:
-        print(f"figure:  {f}")
-    print(f"report:  {out / 'report.md'} and {out / 'report.html'}")
-    crosscheck_file = out / "crosscheck.json"
-    if crosscheck_file.is_file():
-        import json
-
-        bad = [r for r in json.loads(crosscheck_file.read_text())["rows"] if not r["agree"]]
-        if bad:
-            print(f"advtransfer: error: the attack backends disagree in {len(bad)} comparison(s) (see "
-                  f"{out / 'crosscheck.md'}): " + "; ".join(f"{r['cell']} {r['attack']} {r['backends']}" for r in bad),
-                  file=sys.stderr)
-            return 3
-    return 0
-
-
-def _figures_and_report(out: Path) -> list[Path]:
-    """Every figure the results in ``out`` support (each study's module skips what is not there), then the report."""
-    from .figures import make_figures
-    from .figures_exp2 import make_exp2_figures
-    from .report import write_report
-
-    figures = make_figures(out) + make_exp2_figures(out)
-    write_report(out)
-    return figures
+        return finish_shard(out, [c for cells in selected for c in cells], shard)
+    return finish(out)
 
 
 def cmd_launch(args: argparse.Namespace) -> int:
-    from .launch import launch
+    from .scale.launch import launch
 
     return launch(args)
 
 
 def cmd_figures(args: argparse.Namespace) -> int:
-    from .results import write_results_csv
+    from .reporting.outputs import write_outputs
 
     results = Path(args.results)
     if not results.is_dir():
         raise UserError(f"--results {results} does not exist; give the --out folder of an `advtransfer run`")
-    if (results / "cells").is_dir():
-        write_results_csv(results)  # rebuild from the cell files, the source of truth
-    figures = _figures_and_report(results)
-    for f in figures:
+    outputs = write_outputs(results)  # results.csv rebuilt from the cell files, the source of truth
+    for f in outputs.figures:
         print(f"figure: {f}")
-    print(f"report: {results / 'report.md'} and {results / 'report.html'}")
+    print(f"report: {outputs.report} and {outputs.report_html}")
     return 0
 
 
@@ -290,19 +203,21 @@ def cmd_data_fetch(args: argparse.Namespace) -> int:
 
 
 def cmd_data_check(args: argparse.Namespace) -> int:
-    module, cfg = _load(args.experiment, args.profile)
-    missing = module.preflight(cfg, Path(args.data_root))
+    from .workflow import load
+
+    exp = load(args.experiment, args.profile)
+    missing = exp.study.preflight(exp, Path(args.data_root))
     if missing:
         raise UserError("missing:\n- " + "\n- ".join(missing))
-    print(f"{cfg.name} --profile {cfg.profile}: all data and weights present")
+    print(f"{exp.name} --profile {exp.profile}: all data and weights present")
     return 0
 
 
 def cmd_crosscheck(args: argparse.Namespace) -> int:
     import torch
 
-    from .crosscheck import crosscheck, default_specs, to_markdown, write_tables
-    from .models.zoo import REFERENCE_MODELS, reference_model
+    from .attacks.crosscheck import crosscheck, default_specs, to_markdown, write_tables
+    from .engine.reference_models import REFERENCE_MODELS, reference_model
 
     names = REFERENCE_MODELS if args.model == "all" else (args.model,)
     rows = []
@@ -328,9 +243,9 @@ def cmd_bench_attacks(args: argparse.Namespace) -> int:
     import torch
 
     from .attacks import AttackSpec
-    from .bench import bench_attacks, format_attack_table
+    from .engine.reference_models import reference_model
     from .io import atomic_write_json
-    from .models.zoo import reference_model
+    from .scale.bench_attacks import bench_attacks, format_attack_table
 
     model, x, y = reference_model(args.model, device=torch.device("cpu"))
     x, y = x[: args.batch], y[: args.batch]
@@ -346,8 +261,8 @@ def cmd_bench_attacks(args: argparse.Namespace) -> int:
 
 
 def cmd_bench_train(args: argparse.Namespace) -> int:
-    from .bench_train import MODELS, bench_train, format_train_table
     from .io import atomic_write_json
+    from .scale.bench_train import MODELS, bench_train, format_train_table
 
     models = list(MODELS) if args.model == "all" else [m.strip() for m in args.model.split(",") if m.strip()]
     data = Path(args.data) if args.data else _default_data_root() / "cifar10-jpg" / "test"
@@ -388,12 +303,16 @@ def build_parser() -> argparse.ArgumentParser:
                         "e.g. 'exp2-e1-intended-basenet-*'")
     p.set_defaults(func=cmd_run)
 
-    p = sub.add_parser("reproduce-all", help=f"every experiment ({', '.join(REPRODUCE_EXPERIMENTS)}) of a profile "
-                                             "into one folder, then figures and the report (resumable)")
+    p = sub.add_parser("reproduce-all", help="every registered study's experiments of a profile into one folder, "
+                                             "then figures and the report (resumable)")
     p.add_argument("--profile", default="paper", help="demo (tiny data, CPU, minutes) or paper (default)")
+    p.add_argument("--experiments", metavar="A,B",
+                   help="comma-separated experiment names or .toml paths (default: every registered study's "
+                        "experiments that have the profile)")
     p.add_argument("--out", help="results folder (default results/PROFILE)")
     data_root_arg(p)
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    p.add_argument("--backends", help="attack backends of every evaluation, comma-separated (default: each config's)")
     p.add_argument("--download", action="store_true",
                    help="fetch missing datasets and weights first (verified against pinned checksums)")
     _runtime_args(p)

@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from ..errors import ConfigError
-from .checks import check_adversarial
+from .invariants import check_adversarial
 from .spec import ATTACKS, AttackSpec
 
 BACKENDS = ("native", "torchattacks", "art")

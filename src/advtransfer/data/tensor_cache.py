@@ -63,7 +63,7 @@ from PIL import Image, UnidentifiedImageError
 from torch.utils.data import Dataset
 
 from ..errors import DataError
-from ..io import _atomic, atomic_write_json
+from ..io import atomic_write, atomic_write_json
 from .images import FileImages, TensorImages, scan_image_folder
 from .images import subset as _images_subset
 
@@ -295,7 +295,7 @@ def _build(path: Path, files: Sequence[Path], labels: np.ndarray, image_size: in
         digest.update(tail)
         fh.write(tail)
 
-    _atomic(path, write)
+    atomic_write(path, write)
     return len(files) * 3 * image_size * image_size + 8 * len(files), digest.hexdigest()
 
 

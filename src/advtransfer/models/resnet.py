@@ -13,8 +13,9 @@ and torchvision checkpoints load as they are) with two study-2 options:
 
 Normalisation: in ``intended`` the net is wrapped in :class:`~advtransfer.models.classifier.ImageClassifier`
 (ImageNet mean/std inside, inputs in [0, 1]). The as-run attack path, where normalisation lived outside the model
-and torchattacks clamped the *normalised* tensor to [0, 1], is documented and reproduced by
-:class:`AsRunNormalizedInput`, :func:`asrun_attack_input`, :func:`clamp_defect` and :func:`fraction_destroyed`.
+and torchattacks clamped the *normalised* tensor to [0, 1], is reproduced by :func:`asrun_attack_input` and
+:func:`clamp_defect` (study 2's as-run attacks), and
+:func:`fraction_destroyed` measures it (recorded in each as-run ResNet cell and reported in the errata).
 """
 
 from __future__ import annotations
@@ -31,7 +32,6 @@ from .classifier import IMAGENET_MEAN, IMAGENET_STD
 
 __all__ = [
     "FEATURE_DIM",
-    "AsRunNormalizedInput",
     "ResNet18",
     "Resize224",
     "asrun_attack_input",
@@ -206,32 +206,3 @@ def fraction_destroyed(x: torch.Tensor, mean: Sequence[float] | torch.Tensor = I
     """
     z = asrun_attack_input(x, mean, std)
     return ((z < 0) | (z > 1)).float().mean().item()
-
-
-class AsRunNormalizedInput(nn.Module):
-    """The as-run model interface for ResNet: the net takes *normalised* tensors and so does the attack.
-
-    Usage (reproducing the original's attack path; someone else wires the attacks)::
-
-        asrun = AsRunNormalizedInput(net)          # net: a ResNet18 *without* ImageClassifier
-        z = asrun.attack_input(x)                  # x: [0, 1] pixels -> z = (x - mean) / std
-        z_adv = attack(asrun, z, y)                # torchattacks clamps z_adv to [0, 1]: clamp_defect
-        logits = asrun(z_adv)                      # = net(z_adv)
-
-    Eps and step sizes are then in normalised units. In the original, the resize to 224 also happened in the data
-    pipeline, before normalisation, so its attacks perturbed 224x224 tensors: to reproduce that exactly, resize
-    ``x`` with :class:`Resize224` before :meth:`attack_input` and build the net with ``input_size=None``.
-    """
-
-    def __init__(self, net: nn.Module, mean: Sequence[float] = IMAGENET_MEAN,
-                 std: Sequence[float] = IMAGENET_STD) -> None:
-        super().__init__()
-        self.net = net
-        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1))
-        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1))
-
-    def attack_input(self, x: torch.Tensor) -> torch.Tensor:
-        return (x - self.mean) / self.std
-
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
-        return self.net(z)

@@ -1,0 +1,97 @@
+"""One training fingerprint for both studies, from an allow-list of what training reads: evaluation-only settings
+never change it (so they never retrain), every setting training reads does (so a stale checkpoint is never
+resumed), and only for the cells whose training reads it."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+
+from advtransfer.config.common import Phase
+from advtransfer.studies import load_experiment
+from advtransfer.studies.cifar_at.cell import training_fingerprints as fingerprints2
+from advtransfer.studies.imagenet_transfer.cell import training_fingerprints as fingerprints1
+
+
+def _all(exp, fingerprints) -> dict[str, dict[str, str]]:
+    return {cell.key: fingerprints(exp, cell) for cell in exp.study.plan(exp)}
+
+
+def _with(exp, **changes):
+    return replace(exp, cfg=replace(exp.cfg, **changes))
+
+
+EXP1_EVALUATION_ONLY = {
+    "eps": 0.05, "eps_sweep": (0.2,), "figure_eps": (0.5,), "figure_class": "3", "eval_batch_size": 7,
+    "backends": ("native", "torchattacks", "art"), "pgd_steps": 3, "crosscheck_subset": 0,
+}
+EXP2_EVALUATION_ONLY = {
+    "eval_batch_size": 7, "backends": ("torchattacks", "art"), "crosscheck_subset": 0,
+}
+
+
+@pytest.mark.parametrize("field, value", sorted(EXP1_EVALUATION_ONLY.items()))
+def test_study1_evaluation_settings_never_retrain(field: str, value) -> None:
+    exp = load_experiment("exp1", "demo")
+    assert _all(_with(exp, **{field: value}), fingerprints1) == _all(exp, fingerprints1)
+
+
+@pytest.mark.parametrize("field, value", sorted(EXP2_EVALUATION_ONLY.items()))
+def test_study2_evaluation_settings_never_retrain(field: str, value) -> None:
+    exp = load_experiment("exp2", "demo")
+    assert _all(_with(exp, **{field: value}), fingerprints2) == _all(exp, fingerprints2)
+
+
+def test_study1_more_seeds_blocks_or_protocols_keep_existing_cells() -> None:
+    exp = load_experiment("exp1", "demo")
+    before = _all(exp, fingerprints1)
+    after = _all(_with(exp, seeds=(0, 1, 2), blocks=(4, 8), protocols=("intended",)), fingerprints1)
+    assert all(after[key] == before[key] for key in after if key in before)
+
+
+def _changed(before: dict, after: dict) -> set[str]:
+    """Checkpoint folders whose fingerprint changed."""
+    return {folder for key in before for folder, fp in before[key].items() if after[key][folder] != fp}
+
+
+def test_study1_training_settings_retrain_exactly_what_reads_them() -> None:
+    exp = load_experiment("exp1", "demo")
+    before = _all(exp, fingerprints1)
+    everything = {folder for fps in before.values() for folder in fps}
+    base_a = {f for f in everything if "base_a-pretrain" in f}
+    anb = {c.key for c in exp.study.plan(exp) if c.family == "anb"}
+    cfg = exp.cfg
+    for changes, expected in [
+        ({"batch_size": 16}, everything),
+        ({"image_size": 24}, everything),
+        ({"base_a": replace(cfg.base_a, width_mult=0.5)}, everything),  # the copied blocks come from Base A
+        ({"tiny": replace(cfg.tiny, seed=5)}, everything),
+        ({"split": replace(cfg.split, test=0.3)}, everything - base_a),  # Base A trains on the source task
+        ({"schedules": replace(cfg.schedules, anb=(Phase("adam", 1e-3, 6),))}, anb),
+        ({"precision": "bf16"}, set()),  # added by fit() itself, after resolving auto
+        ({"compile": True}, everything),
+    ]:
+        assert _changed(before, _all(_with(exp, **changes), fingerprints1)) == expected, changes
+
+
+def test_study2_training_settings_retrain_exactly_what_reads_them() -> None:
+    exp = load_experiment("exp2", "demo")
+    before = _all(exp, fingerprints2)
+    everything = {folder for fps in before.values() for folder in fps}
+    adversarial = {f for f in everything if not f.endswith("-clean-s0") and "pretrain" not in f}
+    vmi = {f for f in everything if "-vmifgsm-" in f}
+    iterative = {f for f in adversarial if "-fgsm_rs-" not in f}  # pgd, nifgsm, vmifgsm read steps and step
+    cfg = exp.cfg
+    transfer = {f for f in everything if "resnet18_transfer" in f or "pretrain" in f}
+    for changes, expected in [
+        ({"batch_size": 16}, everything),
+        ({"eps": 0.05}, adversarial),
+        ({"steps": 4}, iterative),
+        ({"vmi_samples": 3}, vmi),
+        ({"vmi_beta": 2.0}, vmi),
+        ({"val": 0.2}, {f for f in everything if "-intended-" in f}),
+        ({"resnet_pretrained": replace(cfg.resnet_pretrained, seed=8)}, transfer),
+        ({"adv_schedule": (Phase("adam", 1e-3, 3),)}, {f for f in adversarial if "basenet" in f}),
+    ]:
+        assert _changed(before, _all(_with(exp, **changes), fingerprints2)) == expected, changes
