@@ -28,6 +28,7 @@ from advtransfer.errors import ConfigError, UserError
 from advtransfer.studies import experiments_dir, get, load_experiment
 from advtransfer.studies.cifar_at.config import Exp2Config, ModelSchedule, ModelSchedules, Setting, TinyClasses
 from advtransfer.studies.imagenet_transfer.config import Exp1Config
+from tomlwriter import dumps
 
 EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
 SHIPPED = {"exp1": ("paper", "demo"), "exp2": ("paper", "demo", "cifar10-real-mini")}
@@ -38,31 +39,6 @@ Change = Callable[[Doc], object]
 
 
 # -------------------------------------------------------------------------------------------------- TOML writer
-
-
-def toml_value(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, float):
-        if math.isnan(value):
-            return "nan"
-        if math.isinf(value):
-            return "inf" if value > 0 else "-inf"
-        return repr(value)
-    if isinstance(value, str):
-        return json.dumps(value)  # a JSON string of printable ASCII is a valid TOML basic string
-    if isinstance(value, list):
-        return "[" + ", ".join(toml_value(v) for v in value) + "]"
-    if isinstance(value, dict):
-        return "{" + ", ".join(f"{json.dumps(k)} = {toml_value(v)}" for k, v in value.items()) + "}"
-    raise TypeError(type(value))
-
-
-def dumps(doc: Doc) -> str:
-    """Each top-level table as one inline table: ``"experiment" = {...}``, ``"common" = {...}``, ..."""
-    return "".join(f"{json.dumps(k)} = {toml_value(v)}\n" for k, v in doc.items())
 
 
 def shipped_text(exp: str) -> str:

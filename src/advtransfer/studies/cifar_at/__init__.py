@@ -12,8 +12,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from .. import register
-from ..base import Experiment, RunContext, Study
-from . import cell, claims, data, figures, grid, report
+from ..base import Study
+from . import cell, data, figures, grid, report
+from . import claims as claims_module
 from .config import Exp2Config
 
 
@@ -24,35 +25,19 @@ class CifarAdversarialTraining(Study):
     aliases = ("2",)
     config_class = Exp2Config
     experiments = ("exp2",)
-    claims = claims.CLAIMS
+    claims = claims_module.CLAIMS
     claim_columns = ("published", "as-run", "intended")
 
-    def plan(self, exp: Experiment) -> list[grid.Cell]:
-        return grid.plan(exp)
-
-    def preflight(self, exp: Experiment, data_root: Path) -> list[str]:
-        return data.preflight(exp, data_root)
-
-    def fetch(self, exp: Experiment, data_root: Path) -> list[str]:
-        return data.fetch(exp, data_root)
-
-    def runner(self, exp: Experiment, run: RunContext):
-        return cell.make_runner(exp, run)
+    # Each part of the study lives in its own module; the study object only points at them.
+    plan = staticmethod(grid.plan)
+    preflight = staticmethod(data.preflight)
+    fetch = staticmethod(data.fetch)
+    runner = staticmethod(cell.make_runner)
+    report_section = staticmethod(report.section)
+    errata = staticmethod(report.errata)
+    published = staticmethod(claims_module.published)
+    claim_key = staticmethod(claims_module.claim_key)
+    claim_label = staticmethod(claims_module.label)
 
     def figures(self, results, root: Path, out_dir: Path) -> list[Path]:
         return figures.make_figures(results, out_dir)
-
-    def report_section(self, results, figures: list[Path], root: Path) -> list[str]:
-        return report.section(results, figures, root)
-
-    def errata(self, results) -> list[str]:
-        return report.errata(results)
-
-    def published(self):
-        return claims.published()
-
-    def claim_key(self, key):
-        return claims.claim_key(key)
-
-    def claim_label(self, claim_key: tuple) -> str:
-        return claims.label(claim_key)
