@@ -16,7 +16,7 @@ GIT_COMMIT = $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
 .DEFAULT_GOAL := help
 
 .PHONY: help venv demo exp1 exp2 exp2-real-mini data figures reproduce-all test lint lock check-lock \
-	docker-build docker-run clean
+	docker-build docker-run image-check bench-gpu clean
 
 help:  ## show this help
 	@grep -E '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -87,6 +87,14 @@ docker-run:  ## run an image command, e.g. ARGS="reproduce-all --profile paper" 
 	docker run --rm $(DOCKER_RUN_FLAGS) --user $$(id -u):$$(id -g) \
 		-v $(abspath $(DATA)):/data -v $(abspath $(TORCH_CACHE)):/cache/torch -v $(abspath $(OUT)):/results \
 		$(DOCKER_IMAGE) $(ARGS)
+
+KIND ?= cpu
+IMAGE_CHECK_ARGS ?=
+image-check:  ## build KIND=cpu|cuda with docker or podman and run help, tests, a 1-min reproduce-all in it (IMAGE_CHECK_ARGS="--standin ...": no registry)
+	bash tools/image_check.sh --kind $(KIND) $(IMAGE_CHECK_ARGS)
+
+bench-gpu: $(BIN)/.installed  ## GPU benchmarks in <= 8 min (train img/s, attacks, bf16, one paper-shaped cell) -> results/bench/gpu.json, .md
+	$(BIN)/advtransfer bench gpu --json $(OUT)/bench/gpu.json $(ARGS)
 
 clean:  ## remove the virtualenv and nox environments (results and data are kept)
 	rm -rf $(VENV) .nox

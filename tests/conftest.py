@@ -12,6 +12,9 @@ import torch
 
 # The kit's tests never use a GPU, and never reach the network: keep torch on the CPU even where CUDA exists.
 os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
+# One process per run unless a test asks for --jobs: in-process runs stay in-process (monkeypatches apply, no
+# worker start-up cost); tests/test_jobs.py runs workers explicitly.
+os.environ.setdefault("ADVTRANSFER_JOBS", "1")
 
 TESTS_DIR = Path(__file__).resolve().parent
 REPO_ROOT = TESTS_DIR.parent
@@ -89,5 +92,23 @@ def one_thread() -> Iterator[None]:
     Use with ``pytestmark = pytest.mark.usefixtures("one_thread")``."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _restore_torch_threads_per_module() -> Iterator[None]:
+    """As :func:`_restore_torch_threads`, for module-scoped fixtures that set the count for their own runs."""
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(autouse=True)
+def _restore_torch_threads() -> Iterator[None]:
+    """Every test leaves torch's thread count as it found it: a run in this process and one in a subprocess are
+    bit-identical only at the same thread count (float reduction order), so a count left behind by one test would
+    make another's in-process vs subprocess comparison fail for the wrong reason."""
+    threads = torch.get_num_threads()
     yield
     torch.set_num_threads(threads)

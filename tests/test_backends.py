@@ -126,8 +126,9 @@ RANDOM_SPECS = {
 
 def test_backend_modules_declare_their_attacks() -> None:
     assert BACKENDS == ("native", "torchattacks", "art")
-    assert torchattacks_backend.SUPPORTED == frozenset({"fgsm", "pgd", "fgsm_rs", "nifgsm", "vmifgsm"})
-    assert art_backend.SUPPORTED == frozenset({"fgsm", "pgd", "fgsm_rs"})
+    assert torchattacks_backend.SUPPORTED == frozenset({"fgsm", "pgd", "fgsm_rs", "nifgsm", "vmifgsm", "apgd_ce",
+                                                        "autoattack"})
+    assert art_backend.SUPPORTED == frozenset({"fgsm", "pgd", "fgsm_rs", "apgd_ce"})
     assert backend_module("torchattacks") is torchattacks_backend
     assert backend_module("art") is art_backend
 

@@ -31,7 +31,7 @@ from advtransfer.studies.imagenet_transfer.config import Exp1Config
 from tomlwriter import dumps
 
 EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
-SHIPPED = {"exp1": ("paper", "demo"), "exp2": ("paper", "demo", "cifar10-real-mini")}
+SHIPPED = {"exp1": ("paper", "demo"), "exp2": ("paper", "demo", "cifar10-real-mini", "cifar10-jpg-paper")}
 SHIPPED_PROFILES = [(exp, profile) for exp, profiles in SHIPPED.items() for profile in profiles]
 
 Doc = dict[str, Any]
@@ -232,7 +232,7 @@ def test_unknown_profile_lists_profiles() -> None:
     with pytest.raises(ConfigError, match=r"^exp1\.toml: unknown profile 'huge'; valid profiles: paper, demo$"):
         load_experiment("exp1", "huge")
     with pytest.raises(ConfigError, match=r"^exp2\.toml: unknown profile 'dmeo'; did you mean 'demo'\? valid "
-                                          r"profiles: paper, demo, cifar10-real-mini$"):
+                                          r"profiles: paper, demo, cifar10-real-mini, cifar10-jpg-paper$"):
         load_experiment("exp2", "dmeo")
 
 
@@ -675,7 +675,7 @@ NESTED = [
     ("exp1", "paper", _set("common", "seeds", value=[[0]]),
      ["exp1.toml[paper].seeds[0] = [0]: expected an integer, got an array"]),
     ("exp2", "paper", _set("common", "settings", 0, "models", value=[["basenet"]]),
-     ["exp2.toml[paper].settings[0].models[0] = ['basenet']", "valid: 'basenet', "]),
+     ["exp2.toml[paper].settings[0].models[0] = ['basenet']: expected a string, got an array"]),
 ]
 
 

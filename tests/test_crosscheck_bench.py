@@ -22,8 +22,11 @@ def small_cnn():
 def test_backends_agree_on_a_trained_model(small_cnn) -> None:
     model, x, y = small_cnn
     rows = crosscheck(model, x[:32], y[:32], default_specs(8 / 255, steps=3), seed=1)
-    assert {r["backends"] for r in rows} == {"native vs torchattacks", "native vs art"}
-    assert len(rows) == 6 and all(r["agree"] for r in rows), to_markdown(rows)
+    assert {r["backends"] for r in rows} == {"native vs torchattacks", "native vs art", "torchattacks vs art"}
+    assert len(rows) == 7 and all(r["agree"] for r in rows), to_markdown(rows)
+    # APGD-CE has no native implementation: its two libraries are compared with each other
+    assert [(r["attack"], r["backends"]) for r in rows if not r["backends"].startswith("native")] == \
+        [("apgd_ce-eps0.0313725-n3-r1", "torchattacks vs art")]
     for r in rows:
         if not r["random_start"]:
             assert r["max_abs_diff"] <= 1e-6 and r["frac_pixels_differing"] == 0.0
@@ -56,8 +59,9 @@ def test_crosscheck_cli_writes_tables_and_exit_code(tmp_path, small_cnn, monkeyp
     out = tmp_path / "cc"
     assert main(["crosscheck", "--model", "small-cnn", "--n", "16", "--steps", "2", "--out", str(out)]) == 0
     doc = json.loads((out / "crosscheck.json").read_text())
-    assert doc["all_agree"] and len(doc["rows"]) == 6
-    assert "native vs art" in (out / "crosscheck.md").read_text()
+    assert doc["all_agree"] and len(doc["rows"]) == 7
+    md = (out / "crosscheck.md").read_text()
+    assert "native vs art" in md and "| small-cnn | apgd_ce-eps0.0313725-n2-r1 | torchattacks vs art |" in md
     from advtransfer.attacks import art_backend
 
     monkeypatch.setattr(art_backend, "run", lambda m, x, y, s, generator=None: x.clone())  # does not attack

@@ -4,10 +4,13 @@ resumed), and only for the cells whose training reads it."""
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import replace
 
 import pytest
 
+from advtransfer.attacks.autoattack import AutoAttackSettings
 from advtransfer.config.common import Phase
 from advtransfer.studies import load_experiment
 from advtransfer.studies.cifar_at.cell import training_fingerprints as fingerprints2
@@ -22,13 +25,24 @@ def _with(exp, **changes):
     return replace(exp, cfg=replace(exp.cfg, **changes))
 
 
+# AutoAttack's settings, switched off or changed in every field: evaluation only in both studies.
+AUTOATTACK_OFF = AutoAttackSettings(autoattack=False)
+AUTOATTACK_OTHER = AutoAttackSettings(True, apgd_steps=3, restarts=2, target_classes=2, fab_steps=4, square_queries=7)
 EXP1_EVALUATION_ONLY = {
     "eps": 0.05, "eps_sweep": (0.2,), "figure_eps": (0.5,), "figure_class": "3", "eval_batch_size": 7,
     "backends": ("native", "torchattacks", "art"), "pgd_steps": 3, "crosscheck_subset": 0,
+    "robust_eval": AUTOATTACK_OFF,
 }
 EXP2_EVALUATION_ONLY = {
     "eval_batch_size": 7, "backends": ("torchattacks", "art"), "crosscheck_subset": 0,
+    "robust_eval": AUTOATTACK_OFF,
 }
+# sha256 (first 16 hex digits) of every training fingerprint of each shipped profile, computed before AutoAttack,
+# APGD-CE and the torchvision / timm models were added: those changes must leave every existing checkpoint
+# resumable (AttackSpec grew fields; adversarial training fingerprints read AttackSpec.identity(), not to_dict()).
+PINNED = {("exp1", "demo"): "8135d63cb3641d2c", ("exp1", "paper"): "56f9d10cde1328d8",
+          ("exp2", "demo"): "8dc253457cfcf276", ("exp2", "paper"): "430a57ab4b8205aa",
+          ("exp2", "cifar10-real-mini"): "f4e4db541ec9e070"}
 
 
 @pytest.mark.parametrize("field, value", sorted(EXP1_EVALUATION_ONLY.items()))
@@ -41,6 +55,41 @@ def test_study1_evaluation_settings_never_retrain(field: str, value) -> None:
 def test_study2_evaluation_settings_never_retrain(field: str, value) -> None:
     exp = load_experiment("exp2", "demo")
     assert _all(_with(exp, **{field: value}), fingerprints2) == _all(exp, fingerprints2)
+
+
+@pytest.mark.parametrize("experiment", ["exp1", "exp2"])
+def test_other_autoattack_settings_never_retrain(experiment: str) -> None:
+    exp = load_experiment(experiment, "demo")
+    fingerprints = fingerprints1 if experiment == "exp1" else fingerprints2
+    assert _all(_with(exp, robust_eval=AUTOATTACK_OTHER), fingerprints) == _all(exp, fingerprints)
+
+
+@pytest.mark.parametrize("experiment, profile", sorted(PINNED))
+def test_shipped_profiles_keep_their_fingerprints(experiment: str, profile: str) -> None:
+    exp = load_experiment(experiment, profile)
+    fingerprints = fingerprints1 if experiment == "exp1" else fingerprints2
+    merged: dict[str, str] = {}
+    for cell in exp.study.plan(exp):
+        merged.update(fingerprints(exp, cell))
+    digest = hashlib.sha256(json.dumps(merged, sort_keys=True).encode()).hexdigest()[:16]
+    assert digest == PINNED[(experiment, profile)]
+
+
+def test_study2_torchvision_and_timm_models_have_their_own_fingerprints() -> None:
+    """A prefixed model's training reads its name (the pretrained weights included) and the resize, nothing of the
+    write-up's models' settings (resnet_pretrained, model_schedules)."""
+    exp = load_experiment("exp2", "demo")
+    s = replace(exp.cfg.settings[0], models=("torchvision:mobilenet_v3_small@IMAGENET1K_V1", "timm:test_resnet"))
+    exp = _with(exp, settings=(s,))
+    before = _all(exp, fingerprints2)
+    assert {c.model for c in exp.study.plan(exp)} == {"torchvision-mobilenet_v3_small-IMAGENET1K_V1",
+                                                       "timm-test_resnet"}
+    assert not any("pretrain" in f for fps in before.values() for f in fps)  # no kit-pretrained backbone
+    cfg = exp.cfg
+    assert _changed(before, _all(_with(exp, resnet_input_size=24), fingerprints2)) == \
+        {f for fps in before.values() for f in fps}
+    assert _changed(before, _all(_with(exp, resnet_pretrained=replace(cfg.resnet_pretrained, seed=8)),
+                                 fingerprints2)) == set()
 
 
 def test_study1_more_seeds_blocks_or_protocols_keep_existing_cells() -> None:

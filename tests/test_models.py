@@ -330,3 +330,78 @@ def test_output_indices_select_logits() -> None:
     # Labels 0..4 of the masked model are the logits at those indices: argmax maps back through them.
     assert torch.equal(indices[out.argmax(1)], torch.where(
         torch.isin(torch.arange(20), indices), full, torch.tensor(float("-inf"))).argmax(1))
+
+
+# ------------------------------------------------------------- other torchvision architectures as Base A
+
+
+def _moved(net: nn.Module) -> ImageClassifier:
+    model = wrap(net)
+    gen = torch.Generator().manual_seed(5)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.1 * torch.randn(p.shape, generator=gen))
+        for m in model.modules():
+            if isinstance(m, BN_TYPES):
+                m.running_mean.copy_(torch.randn(m.running_mean.shape, generator=gen))
+    return model.eval()
+
+
+@pytest.mark.parametrize("arch, n_features", [("mobilenet_v3_small", 13), ("efficientnet_b0", 9)])
+def test_other_architectures_transfer_their_first_n_feature_blocks(arch: str, n_features: int) -> None:
+    from advtransfer.models.mobilenet import build_base, check_block_arch, copied_features
+
+    base = _moved(build_base(arch, BASE_CLASSES, seed=0))
+    assert len(base.net.features) == n_features and copied_features(arch, 4) == 4  # N counts `features` entries
+    check_block_arch(arch, (4, 8), "t")
+    anb = transfer_model(base, 4, trainable_copy=False, num_classes=TARGET_CLASSES, reinit_rest=True,
+                         width_mult=1.0, stride8=False, seed=1, arch=arch)
+    assert_state_equal(snapshot(anb.net.features[:4]), snapshot(base.net.features[:4]))
+    fresh = build_base(arch, TARGET_CLASSES, seed=1)
+    assert_state_equal(snapshot(anb.net.features[4:]), snapshot(fresh.features[4:]))  # the rest: seeded re-init
+    assert anb.frozen_features == 4 and not any(p.requires_grad for p in anb.net.features[:4].parameters())
+    assert all(p.requires_grad for p in anb.net.features[4:].parameters())
+    assert anb.net.classifier[-1].out_features == TARGET_CLASSES
+    asrun = transfer_model(base, 4, trainable_copy=True, num_classes=TARGET_CLASSES, reinit_rest=False,
+                           width_mult=1.0, stride8=False, seed=1, arch=arch)
+    assert_state_equal(snapshot(asrun.net), snapshot(base.net))  # as-run: a full copy, Base A's head kept
+    assert asrun.eval()(torch.rand(2, 3, 32, 32)).shape == (2, BASE_CLASSES)
+
+
+@pytest.mark.parametrize("arch, blocks, message", [
+    ("resnet18", (4,), "block transfer copies the first N blocks of the model's `features` sequence, and resnet18 "
+                       "has none (its top-level modules: conv1, bn1"),
+    ("vit_b_16", (4,), "and vit_b_16 has none"),
+    ("efficientnet_b0", (4, 12, 16), "blocks [12, 16] exceed its 9 feature blocks"),
+    ("mobilenet_v9", (4,), "not a torchvision classification model; did you mean"),
+])
+def test_architectures_block_transfer_cannot_use_are_refused(arch: str, blocks: tuple[int, ...],
+                                                             message: str) -> None:
+    from advtransfer.errors import ConfigError
+    from advtransfer.models.mobilenet import check_block_arch
+
+    with pytest.raises(ConfigError) as info:
+        check_block_arch(arch, blocks, "exp1.toml[demo].base_arch")
+    text = str(info.value)
+    assert text.startswith(f"exp1.toml[demo].base_arch = {arch!r}: ") and message in text
+    assert len(text.splitlines()) == 1
+
+
+def test_study1_config_takes_a_base_arch_and_refuses_one_without_blocks(tmp_path) -> None:
+    from advtransfer.errors import ConfigError
+    from advtransfer.studies import load_experiment
+    from conftest import MINI_EXP1
+
+    good = tmp_path / "good.toml"
+    good.write_text(MINI_EXP1.replace("[profiles.mini]\n", '[profiles.mini]\nbase_arch = "mobilenet_v3_small"\n')
+                    .replace("width_mult = 0.25\nstride8 = true\n", "").replace("blocks = [4, 16]", "blocks = [4, 8]"))
+    assert load_experiment(str(good), "mini").cfg.base_arch == "mobilenet_v3_small"
+    bad = tmp_path / "bad.toml"
+    bad.write_text(good.read_text().replace('"mobilenet_v3_small"', '"resnet18"'))
+    with pytest.raises(ConfigError, match=r"^bad.toml\[mini\].base_arch = 'resnet18': block transfer copies"):
+        load_experiment(str(bad), "mini")
+    mixed = tmp_path / "mixed.toml"
+    mixed.write_text(MINI_EXP1.replace("[profiles.mini]\n", '[profiles.mini]\nbase_arch = "mobilenet_v3_small"\n')
+                     .replace("blocks = [4, 16]", "blocks = [4, 8]"))
+    with pytest.raises(ConfigError, match="width_mult and stride8 are MobileNetV2's"):
+        load_experiment(str(mixed), "mini")

@@ -127,7 +127,10 @@ def exp2_results() -> Results:
 def test_study2_claims_on_published_and_on_a_run(exp2_results: Results):
     study = studies.get("cifar-at")
     judged = {j.claim.id: j.verdicts for j in claims_module.judge(study, exp2_results)}
-    assert set(judged) == {"2.1", "2.2", "2.3", "2.4", "2.5"}
+    assert set(judged) == {"2.1", "2.2", "2.3", "2.4", "2.5", "2.1aa", "2.2aa", "2.4aa"}
+    for claim in ("2.1aa", "2.2aa", "2.4aa"):  # no AutoAttack rows here (nor in the write-up): no data anywhere
+        verdicts = judged.pop(claim)
+        assert [v[0] for v in verdicts.values()] == [NO_DATA] * 3, (claim, verdicts)
     for claim, verdicts in judged.items():
         assert list(verdicts) == ["published", "as-run", "intended"]
         # The published numbers support every conclusion of study 2 (that is how the write-up read them) ...
@@ -191,7 +194,10 @@ def _claims_table(md: str) -> dict[str, list[str]]:
 def test_report_from_the_old_format_fixture_claims(fixture_report):
     _, md, _ = fixture_report
     rows = _claims_table(md)
-    assert set(rows) == {"1.1", "1.2", "1.3", "1.3w", "1.4", "1.5", "2.1", "2.2", "2.3", "2.4", "2.5"}
+    assert set(rows) == {"1.1", "1.2", "1.3", "1.3w", "1.3aa", "1.4", "1.5", "2.1", "2.1aa", "2.2", "2.2aa", "2.3",
+                         "2.4", "2.4aa", "2.5"}
+    for claim in ("1.3aa", "2.1aa", "2.2aa", "2.4aa"):  # the fixture predates AutoAttack, as the write-ups do
+        assert rows[claim]["published"] == "no data", claim
     assert list(rows["1.1"]) == ["published", "as-run", "intended"]
     # Published study 1: A4B+ .5965 vs BnB .5907 on 6,000 images is within noise; A4B .2267 vs A16B .0558 is not.
     assert rows["1.1"]["published"] == "inconclusive" and rows["1.5"]["published"] == "**supported**"
@@ -372,7 +378,8 @@ def test_markdown_to_html_escapes_and_nests(tmp_path: Path):
                             tmp_path, "t <&>")
     assert "<title>t &lt;&amp;&gt;</title>" in page
     assert "<h1>T &lt;x&gt;</h1>" in page
-    assert "<ul><li>a <code>&lt;b&gt;</code></li><ul><li>nested <strong>bold</strong></li></ul><li>c</li></ul>" in page
+    flat = page.replace("\n", "")
+    assert "<ul><li>a <code>&lt;b&gt;</code><ul><li>nested <strong>bold</strong></li></ul></li><li>c</li></ul>" in flat
     assert "<p><em>figure figures/none.png is missing</em></p>" in page
 
 
@@ -387,7 +394,7 @@ def test_markdown_to_html_tables_details_and_images(tmp_path: Path):
         "| a | **not supported** |", "", "<details><summary>More</summary>", "", "- x *y* & z", "", "</details>",
         "", "![a \"fig\"](figures/f.png)", "", "para one", "continues <i>", "",
     ])
-    page = markdown_to_html(text, tmp_path, "t")
+    page = markdown_to_html(text, tmp_path, "t").replace("\n", "")
     assert "<thead><tr><th>model</th><th>verdict</th></tr></thead>" in page
     assert "<td>&lt;script&gt;alert(1)&lt;/script&gt;</td>" in page and "<script>" not in page
     assert '<td><strong class="v-supported">supported</strong></td>' in page
@@ -395,6 +402,6 @@ def test_markdown_to_html_tables_details_and_images(tmp_path: Path):
     assert "<details><summary>More</summary>" in page and "</details>" in page
     assert "<li>x <em>y</em> &amp; z</li>" in page
     data = base64.b64encode(png.read_bytes()).decode()
-    assert f'<figure><img alt="a &quot;fig&quot;" src="data:image/png;base64,{data}"></figure>' in page
-    assert "<p>para one continues &lt;i&gt;</p>" in page
+    assert f'<img class="figure" alt="a &quot;fig&quot;" src="data:image/png;base64,{data}">' in page
+    assert "<p>para onecontinues &lt;i&gt;</p>" in page  # one paragraph (the soft break is a newline)
     assert not re.search(r'src="(?!data:)', page)

@@ -58,3 +58,43 @@ def test_html_report_renders_with_its_figures_in_chromium(tmp_path: Path) -> Non
     screenshot(bare, png2, tmp_path / "profile2")
     with Image.open(png2) as im:
         assert _blue_pixels(np.asarray(im.convert("RGB")).astype(int)) < 200
+
+
+CURVE_BLUE = np.array([31, 119, 180])  # matplotlib's C0, the first line of every curves figure
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(CHROMIUM is None, reason="Chromium is not installed (Debian package `chromium`)")
+def test_html_report_shows_training_curves_of_both_studies(tmp_path: Path) -> None:
+    import os
+    import sys
+
+    from conftest import MINI_EXP1
+    from test_bad_input import MICRO_EXP2
+
+    out = tmp_path / "both"
+    for name, text in (("exp1.toml", MINI_EXP1), ("exp2.toml", MICRO_EXP2)):
+        (tmp_path / name).write_text(text)
+    result = subprocess.run([sys.executable, "-m", "advtransfer", "reproduce-all", "--profile", "mini", "--experiments",
+                             f"{tmp_path / 'exp1.toml'},{tmp_path / 'exp2.toml'}", "--out", str(out), "--device",
+                             "cpu", "--jobs", "1"], capture_output=True, text=True, timeout=900, check=False,
+                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert result.returncode == 0, result.stderr
+    page = out / "report.html"
+    html = page.read_text()
+    for experiment in ("exp1", "exp2"):
+        assert f'<img class="figure" alt="curves_{experiment}" src="data:image/png;base64,' in html
+    dom = subprocess.run([CHROMIUM, *FLAGS, f"--user-data-dir={tmp_path / 'profile'}", "--dump-dom", page.as_uri()],
+                         check=True, capture_output=True, text=True, timeout=120).stdout
+    assert dom.count('alt="curves_') == 2 and "Training curves" in dom  # the browser parsed both figures
+    # The curves section alone, as a page: its lines' colour shows only if the browser drew the images.
+    section = out / "curves.html"
+    from advtransfer.reporting.html import markdown_to_html
+
+    text = (out / "report.md").read_text()
+    section.write_text(markdown_to_html(text[text.index("## Training curves"):], out, title="curves"))
+    png = tmp_path / "curves.png"
+    screenshot(section, png, tmp_path / "profile2", size="1280,3000")
+    with Image.open(png) as im:
+        pixels = np.asarray(im.convert("RGB")).astype(int)
+    assert int((np.abs(pixels - CURVE_BLUE).max(axis=2) < 12).sum()) > 500

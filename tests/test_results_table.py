@@ -442,7 +442,7 @@ def test_study1_claim_evidence_shows_the_table_numbers(study1):
     out, _, _ = study1
     md = (out / "report.md").read_text()
     ev = evidence(md)
-    assert set(ev) == {"1.1", "1.2", "1.3", "1.3w", "1.4", "1.5"}
+    assert set(ev) == {"1.1", "1.2", "1.3", "1.3w", "1.3aa", "1.4", "1.5"}
     ours = {p: {claims1.label((m, k)): expected1(p, m, k) for m in MODELS1 for k in ("natural", "transfer", "whitebox")}
             for p in PROTOCOLS}
     published = {}

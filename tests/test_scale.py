@@ -126,13 +126,13 @@ def test_reproduce_all_shards_deal_both_experiments_out_once(tmp_path: Path, mon
     """``reproduce-all --shard K/N`` hands each experiment's grid run only its shard's cells (the grid runs are
     replaced by recorders here: the selection is under test, not the training; ``test_studies`` runs
     reproduce-all end to end)."""
-    from advtransfer.engine import grid
+    from advtransfer.engine import jobs
     from conftest import MINI_EXP1
 
     (tmp_path / "exp1_mini.toml").write_text(MINI_EXP1)
     configs = [str(tmp_path / "exp1_mini.toml"), str(_mini_config(tmp_path))]
     got: dict[str, list[str]] = {}
-    monkeypatch.setattr(grid, "run_experiment", lambda exp, run, *, download, cells: got.setdefault(
+    monkeypatch.setattr(jobs, "run_experiment", lambda exp, run, *, cells: got.setdefault(
         exp.name, []).extend(c.key for c in cells))
     for k in (1, 2, 3):
         assert main(["reproduce-all", "--profile", "mini", "--experiments", ",".join(configs), "--shard", f"{k}/3",

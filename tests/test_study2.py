@@ -19,6 +19,7 @@ from advtransfer import studies
 from advtransfer.cli import main
 from advtransfer.models.classifier import IMAGENET_MEAN, IMAGENET_STD, ImageClassifier
 from advtransfer.results.schema import ROW_COLUMNS
+from advtransfer.studies.cifar_at import cell as cell2
 from advtransfer.studies.cifar_at.cell import asrun_defective, attack_spec, craft
 from advtransfer.studies.cifar_at.grid import Cell
 
@@ -60,11 +61,14 @@ def test_results_have_a_row_per_setting_model_training_attack_protocol(mini_run:
         rows = [r for r in csv.DictReader(fh) if r["experiment"] == "exp2"]
     got = {(r["setting"], r["model"], r["training"], r["attack"], r["protocol"]) for r in rows}
     want = {(s, m, t, a, p) for (s, m), ts in MINI_GRID.items()
-            for t in ts for a in ("none", "fgsm", "pgd", "nifgsm", "vmifgsm") for p in ("intended", "as-run")}
+            for t in ts for a in ("none", "fgsm", "pgd", "nifgsm", "vmifgsm", "autoattack")
+            for p in ("intended", "as-run")}
     assert got == want
     for r in rows:
-        if r["attack"] in ("nifgsm", "vmifgsm"):
+        if r["attack"] in ("nifgsm", "vmifgsm", "autoattack"):
             assert r["backend"] == "torchattacks"  # the only backend that has them
+        if r["attack"] == "autoattack":  # at the main eps, per-example flags kept like every attack's
+            assert float(r["eps"]) == pytest.approx(8 / 255, abs=1e-6) and r["primary"] == "1"
         if r["protocol"] == "as-run" and r["training"] != "clean" and r["attack"] != "none":
             assert r["threat"] == "transfer" and r["source_model"].endswith("-clean-s0")  # the original's evaluation
         if r["protocol"] == "intended" and r["attack"] != "none":
@@ -74,7 +78,23 @@ def test_results_have_a_row_per_setting_model_training_attack_protocol(mini_run:
     for cell in (mini_run / "cells").iterdir():
         record = json.loads(cell.read_text())
         assert record["asrun_clamp_defect"] == (record["protocol"] == "as-run" and record["model"] != "basenet")
-    assert "## Study 2" in (mini_run / "report.md").read_text()
+    report = (mini_run / "report.md").read_text()
+    assert "## Study 2" in report
+    assert "| protocol | model | training | clean | pgd | fgsm | nifgsm | vmifgsm | autoattack | published" in report
+    assert "| 2.1aa |" in report and "| 2.2aa |" in report and "| 2.4aa |" in report
+
+
+def test_autoattack_rows_keep_flags_and_apgd_is_cross_checked(mini_run: Path) -> None:
+    for path in (mini_run / "cells").iterdir():
+        doc = json.loads(path.read_text())
+        by = {(r["attack"], r["backend"]): r for r in doc["evaluations"]}
+        aa, pgd = by[("autoattack", "torchattacks")], by[("pgd", "native")]
+        assert len(aa["flags"]) == aa["n"] == pgd["n"] and aa["flags"].count("1") == aa["correct"]
+        assert aa["threat"] == pgd["threat"] and aa["source_model"] == pgd["source_model"]  # as PGD's evaluation
+        assert doc["num_classes"] == (10 if doc["dataset"] == "cifar10" else 20)
+        apgd = [r for r in doc["crosscheck"] if r["attack"].startswith("apgd_ce")]
+        assert [r["backends"] for r in apgd] == ["torchattacks vs art"] and apgd[0]["agree"], path.name
+        assert apgd[0]["attack"] == "apgd_ce-eps0.0313725-n5-r1"  # the demo's robust_eval.apgd_steps
 
 
 def test_adversarial_cell_starts_from_the_clean_model_and_rerun_skips(mini_run: Path, capsys) -> None:
@@ -129,7 +149,7 @@ def test_rerun_with_more_backends_trains_nothing_and_adds_their_rows(mini_run: P
     after = _rows(out)
     old = [{c: r[c] for c in ROW_COLUMNS} for r in before]
     assert [{c: r[c] for c in ROW_COLUMNS} for r in after if r["backend"] in ("", "native") or r["attack"] in
-            ("nifgsm", "vmifgsm")] == old
+            ("nifgsm", "vmifgsm", "autoattack")] == old
     added = {(r["cell"], r["attack"], r["backend"]) for r in after} - {(r["cell"], r["attack"], r["backend"])
                                                                           for r in before}
     cells = {r["cell"] for r in before}
@@ -137,6 +157,47 @@ def test_rerun_with_more_backends_trains_nothing_and_adds_their_rows(mini_run: P
     # and a second rerun has nothing left to do
     assert main([*args, "--backends", "native,torchattacks,art"]) == 0
     assert capsys.readouterr().err.count("done already, skipped") == len(cells)
+
+
+def test_rerun_with_autoattack_added_trains_nothing_and_adds_exactly_its_rows(mini_run: Path, tmp_path: Path,
+                                                                             capsys, monkeypatch) -> None:
+    """A run finished before AutoAttack existed (its cells without AutoAttack rows) is extended, not skipped: no epoch
+    runs, no checkpoint is rewritten, every other row stays, and the AutoAttack rows are those a fresh run writes
+    (each evaluation has its own random stream)."""
+    out = tmp_path / "old"
+    shutil.copytree(mini_run, out, ignore=shutil.ignore_patterns("cells"), copy_function=os.link)
+    (out / "cells").mkdir()
+    for path in (mini_run / "cells").iterdir():
+        doc = json.loads(path.read_text())
+        doc["evaluations"] = [r for r in doc["evaluations"] if r["attack"] != "autoattack"]
+        (out / "cells" / path.name).write_text(json.dumps(doc))
+    checkpoints = {p: (p.stat().st_ino, p.stat().st_mtime_ns) for p in (out / "checkpoints").rglob("*.pt")}
+    exp = studies.load_experiment(str(_mini_config(tmp_path)), "mini")
+    old_doc = json.loads(next((out / "cells").iterdir()).read_text())
+    assert not cell2.is_complete(exp, old_doc)  # the study's completeness rule asks for AutoAttack
+    # The study must judge completeness by the cell's rule (studies/cifar_at/__init__.py:
+    # is_complete = staticmethod(cell.is_complete)); set here so the test holds either way.
+    monkeypatch.setattr(type(exp.study), "is_complete", staticmethod(cell2.is_complete))
+    capsys.readouterr()
+    args = ["run", str(_mini_config(tmp_path)), "--profile", "mini", "--out", str(out), "--device", "cpu"]
+    assert main(args) == 0
+    err = capsys.readouterr().err
+    assert "  epoch " not in err and "ignoring checkpoints" not in err
+    assert {p: (p.stat().st_ino, p.stat().st_mtime_ns) for p in (out / "checkpoints").rglob("*.pt")} == checkpoints
+    after, fresh = _rows(out), _rows(mini_run)
+    key = lambda r: (r["cell"], r["attack"], r["backend"])  # noqa: E731
+    assert sorted(({c: r[c] for c in ROW_COLUMNS} for r in after), key=key) == \
+        sorted(({c: r[c] for c in ROW_COLUMNS} for r in fresh), key=key)
+    for path in (out / "cells").iterdir():
+        doc, ref = json.loads(path.read_text()), json.loads((mini_run / "cells" / path.name).read_text())
+        flags = {(r["attack"], r["backend"]): r["flags"] for r in doc["evaluations"]}
+        want = {(r["attack"], r["backend"]): r["flags"] for r in ref["evaluations"]}
+        assert flags == want, path.name  # example by example
+        assert doc["extensions"][-1]["evaluations"] == ["autoattack/torchattacks"]
+    assert main(args) == 0 and capsys.readouterr().err.count("done already, skipped") == len(MINI_CELLS)
+
+
+MINI_CELLS = [f"{s}-{m}-{t}-{p}" for (s, m), ts in MINI_GRID.items() for t in ts for p in ("intended", "as-run")]
 
 
 def test_killed_run_resumes_to_the_same_results(mini_run: Path, tmp_path: Path) -> None:

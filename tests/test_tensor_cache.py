@@ -364,3 +364,63 @@ def test_bench_train_bad_input_is_one_message(tmp_path: Path, folder: Path, caps
     assert "mobilenet_v2" in capsys.readouterr().err
     assert main(["bench", "train", "--data", str(folder), "--batch", "64"]) == 2
     assert "larger than the 12 images" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("shape", "pad", "flip"), [((16, 3, 12, 10), 3, True), ((5, 3, 32, 32), 4, True),
+                                                    ((4, 1, 7, 9), 2, False), ((6, 3, 8, 8), 0, True)])
+@pytest.mark.parametrize("dtype", [torch.uint8, torch.float32])
+def test_crop_flip_has_augments_draws_and_pixels(shape, pad: int, flip: bool, dtype: torch.dtype) -> None:
+    from advtransfer.scale.bench_train import crop_flip
+
+    x = torch.randint(0, 256, shape, generator=torch.Generator().manual_seed(2), dtype=torch.uint8).to(dtype)
+    for seed in range(3):
+        ours, theirs = torch.Generator().manual_seed(seed), torch.Generator().manual_seed(seed)
+        assert torch.equal(crop_flip(x, ours, pad=pad, flip=flip), augment(x, theirs, pad=pad, flip=flip))
+        assert torch.equal(ours.get_state(), theirs.get_state())  # the same draws, so the same later batches
+    assert crop_flip(x, torch.Generator(), pad=0, flip=False) is x
+    with pytest.raises(ValueError, match="batch"):
+        crop_flip(x[0], torch.Generator())
+
+
+@pytest.mark.parametrize("chunk", [1, 2])
+def test_kit_batches_are_the_inline_pipelines_batches_made_ahead(folder: Path, tmp_path: Path, chunk: int) -> None:
+    """The order and augmentation of reading, augmenting and converting ``chunk`` batches at a time in the loop,
+    made in the prefetch thread and handed out a batch at a time."""
+    from advtransfer.scale.bench_train import kit_batches
+
+    cached = cached_image_folder(folder, 16, tmp_path / "cache")
+    generator = torch.Generator().manual_seed(3)
+    expected = []
+    for _epoch in range(3):  # 12 images, batch 5: two batches an epoch (drop_last), a new order each epoch
+        order = torch.randperm(len(cached), generator=generator)
+        for start in range(0, 10, 5 * chunk):
+            idx = order[start:min(start + 5 * chunk, 10)]
+            x = augment(cached.images.u8(idx), generator, pad=2).float().div_(255)
+            expected += [(x[i:i + 5], cached.labels[idx][i:i + 5]) for i in range(0, len(idx), 5)]
+    with kit_batches(cached, None, 5, 16, seed=3, chunk=chunk) as batches:
+        got = [next(batches) for _ in range(6)]
+        thread = batches._thread
+        assert thread.name == "advtransfer-prefetch"
+    assert not thread.is_alive()
+    for (x, y), (x0, y0) in zip(got, expected, strict=True):
+        assert x.dtype == torch.float32 and x.shape == (5, 3, 16, 16) and torch.equal(x, x0) and torch.equal(y, y0)
+    images = cached.images.u8(torch.arange(len(cached)))  # an in-memory uint8 tensor gives the same batches
+    with kit_batches(images, cached.labels, 5, 16, seed=3, chunk=chunk) as batches:
+        assert all(torch.equal(next(batches)[0], x0) for x0, _ in expected)
+
+
+def test_kit_batches_default_chunk_is_a_few_megabytes(monkeypatch: pytest.MonkeyPatch) -> None:
+    from advtransfer.scale import bench_train
+
+    seen = []
+    real = bench_train._kit_source
+
+    def spy(read, labels, batch, chunk, generator):
+        seen.append(chunk)
+        return real(read, labels, batch, chunk, generator)
+
+    monkeypatch.setattr(bench_train, "_kit_source", spy)
+    for px in (32, 224):
+        bench_train.kit_batches(torch.zeros(64, 3, px, px, dtype=torch.uint8), torch.zeros(64, dtype=torch.long), 64,
+                                px, seed=0).close()
+    assert seen == [21, 1]  # 4 MiB of uint8: 21 batches of 64 at 32 px, one batch (at least) at 224 px

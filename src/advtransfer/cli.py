@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
+import threading
 from pathlib import Path
 
-from .errors import ConfigError, UserError
+from .errors import ConfigError, Terminated, UserError
 from .scale.shards import SHARD_FORM, parse_shard, select_cells, shard_cells
 
 DATA_ROOT_ENV = "ADVTRANSFER_DATA"
@@ -75,8 +77,6 @@ def _out(args: argparse.Namespace) -> Path:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from .engine import distributed
-    from .engine.grid import run_experiment
     from .workflow import finish, finish_shard, load
 
     shard = parse_shard(args.shard) if args.shard else None
@@ -87,16 +87,39 @@ def cmd_run(args: argparse.Namespace) -> int:
         cells = select_cells(cells, args.cells)
     if shard:
         cells = shard_cells(cells, shard, lambda c: c.unit)
-    with distributed.session(args.device) as ddp_device:  # under torchrun: data-parallel, rank 0 writes
-        if ddp_device is not None and args.download:
-            raise ConfigError("--download under torchrun: fetch first (advtransfer data fetch ...), then start the "
-                              "data-parallel run")
-        run_experiment(exp, _context(out, args, ddp_device), download=args.download, cells=cells)
-        if not distributed.is_main():
-            return 0
+    _run_plan([(exp, cells)], out, args)
+    from .engine import distributed
+
+    if not distributed.is_main():
+        return 0
     if shard:
         return finish_shard(out, cells, shard)
     return finish(out)
+
+
+def _run_plan(plan, out: Path, args: argparse.Namespace) -> None:
+    """Every (experiment, cells) of ``plan``: data-parallel under torchrun, else in ``--jobs`` processes."""
+    from .engine import distributed, logs
+    from .engine.grid import run_experiment
+    from .engine.jobs import default_jobs, run_jobs
+
+    with distributed.session(args.device) as ddp_device:  # under torchrun: data-parallel, rank 0 writes
+        if ddp_device is not None:
+            if args.download:
+                raise ConfigError("--download under torchrun: fetch first (advtransfer data fetch ...), then start "
+                                  "the data-parallel run")
+            if args.jobs not in (None, 1):
+                raise ConfigError(f"--jobs {args.jobs} under torchrun: every rank already works on the same cell; "
+                                  "use --jobs 1 (or no torchrun)")
+            run = _context(out, args, ddp_device)
+            for exp, cells in plan:
+                run_experiment(exp, run, download=False, cells=cells)
+            return
+        jobs = args.jobs or default_jobs()
+        with logs.to_file(logs.log_file_path(out, args.command)) as log_file:
+            run_jobs(plan, out, Path(args.data_root), args.device, jobs=jobs, threads=args.threads,
+                     download=args.download, device_obj=_device(args.device) if jobs == 1 else None,
+                     log_file=log_file, quiet=args.quiet, tensorboard=args.tensorboard)
 
 
 def _context(out: Path, args: argparse.Namespace, ddp_device):
@@ -121,11 +144,25 @@ def _runtime_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--compile", action="store_true", help="train through torch.compile (GPU runs)")
 
 
+def _jobs_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--jobs", type=_positive_int,
+                   help="worker processes sharing the grid's independent cells (default: the number of GPUs on "
+                        "CUDA, of CPU cores on CPU; env ADVTRANSFER_JOBS)")
+    p.add_argument("--threads", type=_positive_int,
+                   help="torch threads per worker (default: the CPU cores divided by --jobs); results are "
+                        "bit-identical across --jobs for the same --threads")
+    p.add_argument("--quiet", action="store_true", help="no progress lines or bars on the console (errors only; "
+                                                        "the run's log file in OUT/logs/ has everything)")
+    p.add_argument("--tensorboard", action="store_true",
+                   help="also write TensorBoard event files of every training to OUT/tensorboard/ (needs the "
+                        "tensorboard extra: pip install 'advtransfer[tensorboard]')")
+
+
 def cmd_reproduce_all(args: argparse.Namespace) -> int:
     """Every registered experiment of the profile into one folder, then figures and the report; finished cells
     are skipped, so rerunning after an interruption resumes."""
     from .engine import distributed
-    from .engine.grid import missing_error, run_experiment
+    from .engine.grid import missing_error
     from .workflow import finish, finish_shard, reproduce_all_experiments, shard_plan
 
     shard = parse_shard(args.shard) if args.shard else None
@@ -138,18 +175,12 @@ def cmd_reproduce_all(args: argparse.Namespace) -> int:
         if missing:
             raise missing_error("reproduce-all", args.profile, list(dict.fromkeys(missing)), [])
     selected = shard_plan(experiments, shard)
-    with distributed.session(args.device) as ddp_device:
-        if ddp_device is not None and args.download:
-            raise ConfigError("--download under torchrun: fetch first (advtransfer data fetch ...), then start the "
-                              "data-parallel run")
-        run = _context(out, args, ddp_device)
-        for exp, cells in zip(experiments, selected):
-            if distributed.is_main():
-                print(f"== {exp.name} ({exp.study.name}) --profile {args.profile}"
-                      f"{f' --shard {shard}' if shard else ''} -> {out}", file=sys.stderr, flush=True)
-            run_experiment(exp, run, download=args.download, cells=cells)
-        if not distributed.is_main():
-            return 0
+    for exp, cells in zip(experiments, selected):
+        print(f"== {exp.name} ({exp.study.name}) --profile {args.profile}{f' --shard {shard}' if shard else ''}: "
+              f"{len(cells)} cell(s) -> {out}", file=sys.stderr, flush=True)
+    _run_plan(list(zip(experiments, selected)), out, args)
+    if not distributed.is_main():
+        return 0
     if shard:
         return finish_shard(out, [c for cells in selected for c in cells], shard)
     return finish(out)
@@ -163,14 +194,23 @@ def cmd_launch(args: argparse.Namespace) -> int:
 
 def cmd_figures(args: argparse.Namespace) -> int:
     from .reporting.outputs import write_outputs
+    from .workflow import outputs_lock
 
     results = Path(args.results)
     if not results.is_dir():
         raise UserError(f"--results {results} does not exist; give the --out folder of an `advtransfer run`")
-    outputs = write_outputs(results)  # results.csv rebuilt from the cell files, the source of truth
+    with outputs_lock(results):
+        outputs = write_outputs(results)  # results.csv rebuilt from the cell files, the source of truth
     for f in outputs.figures:
         print(f"figure: {f}")
     print(f"report: {outputs.report} and {outputs.report_html}")
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from .engine.status import folder_status, format_status
+
+    print(format_status(Path(args.results), folder_status(Path(args.results))))
     return 0
 
 
@@ -277,8 +317,42 @@ def cmd_bench_train(args: argparse.Namespace) -> int:
     return 0
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with the kit's one-line errors (argparse prints its usage block and the error on two lines)."""
+
+    def error(self, message: str):
+        self.exit(2, f"advtransfer: error: {message}; see `{self.prog} --help`\n")
+
+
+def cmd_bench_gpu(args: argparse.Namespace) -> int:
+    from .io import atomic_write_json, atomic_write_text
+    from .scale.bench_gpu import FULL, TINY, bench_gpu, format_gpu_tables, read_result, sizes_with, update_readme
+
+    if args.from_json:
+        if not args.update_readme:
+            raise UserError("--from-json only feeds --update-readme; give --update-readme FILE too")
+        result = read_result(Path(args.from_json))
+    else:
+        device = _device(args.device)
+        tiny = args.tiny or device.type != "cuda"
+        sizes = sizes_with(TINY if tiny else FULL, px=args.px, batch=args.batch, steps=args.steps)
+        result = bench_gpu(device=device, tiny=tiny, budget=float(args.budget), sizes=sizes,
+                           log=lambda msg: print(msg, file=sys.stderr, flush=True))
+        tables = format_gpu_tables(result)
+        print(tables)
+        if args.json:
+            json_path = Path(args.json)
+            atomic_write_json(json_path, result)
+            atomic_write_text(json_path.with_suffix(".md"), tables)
+            print(f"written: {json_path}, {json_path.with_suffix('.md')}")
+    if args.update_readme:
+        update_readme(Path(args.update_readme), result)
+        print(f"rewritten: the cost table of {args.update_readme}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="advtransfer", description=__doc__.splitlines()[0])
+    parser = _Parser(prog="advtransfer", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def data_root_arg(p: argparse.ArgumentParser) -> None:
@@ -297,6 +371,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--download", action="store_true",
                    help="fetch missing datasets and weights first (verified against pinned checksums)")
     _runtime_args(p)
+    _jobs_args(p)
     _shard_arg(p)
     p.add_argument("--cells", metavar="GLOB",
                    help="run only the cells whose key matches this shell pattern (comma-separated for several), "
@@ -316,6 +391,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--download", action="store_true",
                    help="fetch missing datasets and weights first (verified against pinned checksums)")
     _runtime_args(p)
+    _jobs_args(p)
     _shard_arg(p)
     p.set_defaults(func=cmd_reproduce_all)
 
@@ -341,6 +417,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--log-dir", help="submitit's folder for job scripts and logs (default OUT/launch-logs)")
     _runtime_args(p)
     p.set_defaults(func=cmd_launch)
+
+    p = sub.add_parser("status", help="what a results folder holds: cells done, running (last epoch), stopped, "
+                                      "pending, and the time left")
+    p.add_argument("results", help="a results folder (the --out of a run)")
+    p.set_defaults(func=cmd_status)
 
     p = sub.add_parser("figures", help="rebuild results.csv and figures from saved results (no training)")
     p.add_argument("--results", required=True, help="a results folder written by `advtransfer run`")
@@ -391,6 +472,22 @@ def build_parser() -> argparse.ArgumentParser:
                                        "so the build time is measured)")
     b.add_argument("--json", help="write the result as JSON to this file")
     b.set_defaults(func=cmd_bench_train)
+    b = bsub.add_parser("gpu", help="the GPU check, <= 8 min on one GPU: train img/s (MobileNetV2, ResNet-18, 224 px, "
+                                    "fp32/bf16/compile), attack ratios, bf16 vs fp32 accuracy, a paper-shaped cell; "
+                                    "tiny sizes on a CPU")
+    b.add_argument("--json", help="write the result as JSON to this file, and its tables as Markdown beside it (.md)")
+    b.add_argument("--update-readme", metavar="FILE",
+                   help="rewrite the cost table of FILE (README.md, between its bench-gpu markers) from the result")
+    b.add_argument("--from-json", metavar="FILE", help="measure nothing: take the result from this JSON of an "
+                                                        "earlier run (with --update-readme)")
+    b.add_argument("--tiny", action="store_true", help="tiny sizes (the default without CUDA): seconds, any device")
+    b.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    b.add_argument("--budget", type=_positive_int, default=480,
+                   help="seconds for the whole run (default 480); pieces that would not fit are skipped and named")
+    b.add_argument("--px", type=_positive_int, help="train and attack input px (default 224; tiny 32)")
+    b.add_argument("--batch", type=_positive_int, help="train batch (default 128; tiny 8)")
+    b.add_argument("--steps", type=_positive_int, help="timed train steps per model and mode (default 40; tiny 2)")
+    b.set_defaults(func=cmd_bench_gpu)
 
     p = sub.add_parser("data", help="fetch or check datasets and weights")
     dsub = p.add_subparsers(dest="data_command", required=True, metavar="ACTION")
@@ -412,16 +509,35 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _terminate(signum, frame) -> None:
+    raise Terminated()
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
     try:
-        return args.func(args)
+        args = build_parser().parse_args(argv)
+    except SystemExit as exc:  # --help, or a usage error already printed as one line
+        return int(exc.code or 0)
+    # SLURM and container runtimes stop a job with SIGTERM (then SIGKILL after a grace period): handled like
+    # Ctrl-C, so the cell in progress keeps its last checkpoint and the message says how to resume.
+    previous = signal.signal(signal.SIGTERM, _terminate) if threading.current_thread() is threading.main_thread() \
+        else None
+    from .engine import logs
+
+    try:
+        with logs.console(getattr(args, "quiet", False)):
+            return args.func(args)
     except UserError as exc:
         print(f"advtransfer: error: {exc}", file=sys.stderr)
         return exc.exit_code
-    except KeyboardInterrupt:
-        print("advtransfer: interrupted; finished cells and checkpoints are kept, rerun to resume", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as exc:
+        how = "terminated (SIGTERM)" if isinstance(exc, Terminated) else "interrupted"
+        print(f"advtransfer: {how}; finished cells and checkpoints are kept, rerun the same command to resume",
+              file=sys.stderr)
+        return 143 if isinstance(exc, Terminated) else 130
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":

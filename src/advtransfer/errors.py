@@ -20,3 +20,16 @@ class ConfigError(UserError):
 
 class DataError(UserError):
     """A dataset, weight file or download is missing, corrupt or unsafe; the message names the fix."""
+
+
+class OutputError(UserError):
+    """Writing into the output folder failed (no space, read-only, permission, a path that is a file); files
+    written before are intact and no temporary file is left behind."""
+
+
+class TrainingDiverged(UserError):
+    """A training produced a non-finite loss or parameter; nothing of that cell is recorded."""
+
+
+class Terminated(KeyboardInterrupt):
+    """The process received SIGTERM (e.g. SLURM ending a job); handled like Ctrl-C: finished work is kept."""

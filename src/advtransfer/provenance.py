@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import os
 import platform
 import subprocess
 from functools import lru_cache
@@ -11,6 +13,12 @@ from pathlib import Path
 import torch
 
 _PACKAGES = ("torch", "torchvision", "torchattacks", "adversarial-robustness-toolbox", "numpy", "advtransfer")
+
+# Written by docker/Dockerfile*: what apt installed in the image (`dpkg-query -W`, one `name=version arch` a line),
+# and the commit the image was built from (the GIT_COMMIT build argument, also the image's revision label).
+IMAGE_PACKAGES_FILE = "/opt/advtransfer/apt-packages.txt"
+IMAGE_PACKAGES_ENV = "ADVTRANSFER_IMAGE_PACKAGES"  # another path for that file (tests)
+IMAGE_REVISION_ENV = "ADVTRANSFER_IMAGE_REVISION"
 
 
 def _version(package: str) -> str | None:
@@ -34,6 +42,23 @@ def git_state() -> dict[str, object]:
         return {"commit": None, "dirty": None}
 
 
+def image_packages() -> dict[str, object] | None:
+    """The image's apt package list as path, sha256 (16 hex digits: enough to tell two lists apart) and line
+    count; None outside an image (no such file). Read on every call: it is a few kilobytes."""
+    path = Path(os.environ.get(IMAGE_PACKAGES_ENV) or IMAGE_PACKAGES_FILE)
+    try:
+        data = path.read_bytes()
+    except OSError:
+        return None
+    return {"path": str(path), "sha256": hashlib.sha256(data).hexdigest()[:16],
+            "packages": sum(1 for line in data.splitlines() if line.strip())}
+
+
+def image_revision() -> str | None:
+    """The commit an image was built from (its ``org.opencontainers.image.revision`` label); None outside one."""
+    return os.environ.get(IMAGE_REVISION_ENV) or None
+
+
 def device_name(device: torch.device) -> str:
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
@@ -54,4 +79,6 @@ def collect(device: torch.device, training_precision: str | None = None) -> dict
         "device_name": device_name(device),
         "torch_threads": torch.get_num_threads(),
         "platform": platform.platform(),
+        "image_packages": image_packages(),
+        "image_revision": image_revision(),
     }

@@ -3,6 +3,7 @@ gather the outputs and decide the exit status. The CLI and the SLURM launcher bo
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -10,6 +11,8 @@ from pathlib import Path
 
 from . import studies
 from .attacks import BACKENDS
+from .engine.grid import LOCKS_DIR
+from .engine.locks import FileLock
 from .errors import ConfigError, UserError
 from .reporting.outputs import Outputs, write_outputs
 from .results.table import Results
@@ -76,10 +79,27 @@ def reproduce_all_experiments(profile: str, names: Sequence[str] | None = None,
     return chosen
 
 
+SPECIAL_FILE_SYSTEMS = ("/proc", "/sys", "/dev")
+
+
 def check_out(out: Path) -> Path:
+    """The output folder, checked before any work: a folder (or a path where one can be created), writable, not
+    on a special file system. Nothing is created here (a run that fails its preflight leaves no empty folder)."""
     out = Path(out)
+    resolved = out.resolve()
+    if any(resolved == Path(fs) or Path(fs) in resolved.parents for fs in SPECIAL_FILE_SYSTEMS):
+        raise UserError(f"--out {out} is on the special file system {resolved.parts[0]}{resolved.parts[1]}; give a "
+                        "folder on a disk")
     if out.exists() and not out.is_dir():
         raise UserError(f"--out {out} exists and is not a directory; give a folder (it is created if missing)")
+    existing = next(p for p in [resolved, *resolved.parents] if p.exists())
+    if not existing.is_dir():
+        raise UserError(f"--out {out}: {existing} is a file, so no folder can be created under it; give another "
+                        "--out")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        where = "it" if existing == resolved else f"its parent {existing}"
+        raise UserError(f"--out {out}: {where} is not writable (read-only file system or permissions); give "
+                        "another --out")
     return out
 
 
@@ -94,10 +114,17 @@ def shard_plan(experiments: Sequence[Experiment], shard: Shard | None) -> list[l
     return selected
 
 
+def outputs_lock(out: Path) -> FileLock:
+    """Held while results.csv, figures and the report are rebuilt, so that of several processes finishing
+    together (shards, two runs of one command) the last to rebuild reads every cell the others wrote."""
+    return FileLock(Path(out) / LOCKS_DIR / "outputs.lock", "results.csv, figures and report")
+
+
 def finish(out: Path) -> int:
     """After a run: results.csv, figures and the report from one table; exit status 3 if the attack backends
     disagreed on any cell of the folder."""
-    outputs = write_outputs(out, Results.from_cells(out, studies.study_of_experiment))
+    with outputs_lock(out):
+        outputs = write_outputs(out, Results.from_cells(out, studies.study_of_experiment))
     _print_outputs(out, outputs)
     return _status(outputs.results, out)
 
@@ -106,8 +133,9 @@ def finish_shard(out: Path, cells: Sequence[Cell], shard: Shard) -> int:
     """The end of one shard: ``results.csv`` rebuilt from every cell file in ``out`` (figures and the report wait
     for the gather, as concurrent shards would write them at once); exit status 3 if the attack backends
     disagreed on one of this shard's cells."""
-    results = Results.from_cells(out, studies.study_of_experiment)
-    results.write_csv(out)
+    with outputs_lock(out):
+        results = Results.from_cells(out, studies.study_of_experiment)
+        results.write_csv(out)
     print(f"shard {shard}: {len(cells)} cell(s) finished in {out}; results: {out / 'results.csv'}")
     print(f"when all {shard.count} shards have finished, gather figures and the report: "
           f"advtransfer figures --results {out}")

@@ -16,7 +16,7 @@ from .spec import ATTACKS, AttackSpec
 
 BACKENDS = ("native", "torchattacks", "art")
 
-__all__ = ["ATTACKS", "BACKENDS", "AttackSpec", "attack", "check_adversarial"]
+__all__ = ["ATTACKS", "BACKENDS", "AttackSpec", "attack", "backends_for", "check_adversarial"]
 
 
 def backend_module(backend: str):
@@ -27,6 +27,14 @@ def backend_module(backend: str):
     import importlib
 
     return importlib.import_module(f".{backend}_backend" if backend != "native" else ".native", __name__)
+
+
+def backends_for(backends: tuple[str, ...] | list[str], spec: AttackSpec) -> tuple[str, ...]:
+    """The backends of ``backends`` that implement ``spec``; where none does, the first of :data:`BACKENDS` that
+    does (NIFGSM, VMIFGSM and AutoAttack: torchattacks, the only backend with them), so every attack an experiment
+    asks for runs whatever ``--backends`` says."""
+    able = tuple(b for b in backends if spec.name in backend_module(b).SUPPORTED)
+    return able or tuple(b for b in BACKENDS if spec.name in backend_module(b).SUPPORTED)[:1]
 
 
 def attack(model: nn.Module, x: torch.Tensor, y: torch.Tensor, spec: AttackSpec, backend: str = "native",

@@ -1,4 +1,4 @@
-"""The Adversarial Robustness Toolbox (ART 1.20.1) backend: FGSM, PGD and FGSM with random start.
+"""The Adversarial Robustness Toolbox (ART 1.20.1) backend: FGSM, PGD, FGSM with random start and APGD-CE.
 
 Same semantics as :mod:`.native`: [0, 1] inputs with normalisation inside the model (ART's own preprocessing is
 the identity), mean cross-entropy w.r.t. the true labels (passed one-hot, so ART never attacks its predictions),
@@ -10,6 +10,11 @@ backends'.
 - ``pgd``: ``ProjectedGradientDescent`` (its PyTorch implementation), one random initialisation or none.
 - ``fgsm_rs``: ``ProjectedGradientDescent`` with one random initialisation and one step: x + U(-eps, eps), clip,
   one step of ``step`` along the gradient sign, clip, projection onto the eps ball -- native's fgsm_rs.
+- ``apgd_ce``: ``AutoProjectedGradientDescent`` with ``loss_type="cross_entropy"``, initial step 2 eps (APGD's),
+  ``steps`` iterations, ``restarts`` random initialisations. Not torchattacks' APGD step for step: ART keeps each
+  restart's *last* iterate (torchattacks keeps any iterate that fooled the model), draws its start uniformly in the
+  ball (torchattacks scales a uniform draw so each image's largest coordinate is eps) and hardcodes rho = 0.75; the
+  cross-check compares their accuracies (:func:`advtransfer.attacks.crosscheck.apgd_tolerance`).
 
 ART projects after clipping and does not clip again; the result is clipped to [0, 1] once more here, as native
 does after its projection (a no-op unless float rounding put a value an ulp outside).
@@ -39,7 +44,7 @@ from ..errors import ConfigError
 from ._util import model_device
 from .spec import AttackSpec
 
-SUPPORTED = frozenset({"fgsm", "pgd", "fgsm_rs"})
+SUPPORTED = frozenset({"fgsm", "pgd", "fgsm_rs", "apgd_ce"})
 
 _LOGGER = "art"
 
@@ -109,7 +114,7 @@ def _estimator(model: nn.Module, x: torch.Tensor, device: torch.device):
 
 
 def _attack(estimator, spec: AttackSpec, batch_size: int):
-    from art.attacks.evasion import FastGradientMethod, ProjectedGradientDescent
+    from art.attacks.evasion import AutoProjectedGradientDescent, FastGradientMethod, ProjectedGradientDescent
 
     eps = float(spec.eps)
     if spec.name == "fgsm":
@@ -120,6 +125,10 @@ def _attack(estimator, spec: AttackSpec, batch_size: int):
                                         max_iter=spec.steps, targeted=False,
                                         num_random_init=1 if spec.random_start else 0, batch_size=batch_size,
                                         random_eps=False, summary_writer=False, verbose=False)
+    if spec.name == "apgd_ce":
+        return AutoProjectedGradientDescent(estimator, norm=np.inf, eps=eps, eps_step=float(spec.step_size),
+                                            max_iter=spec.steps, targeted=False, nb_random_init=spec.restarts,
+                                            batch_size=batch_size, loss_type="cross_entropy", verbose=False)
     raise NotImplementedError(spec.name)
 
 

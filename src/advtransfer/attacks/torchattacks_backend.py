@@ -1,4 +1,5 @@
-"""The torchattacks (3.5.1) backend: FGSM, PGD, FGSM with random start (FFGSM), NI-FGSM and VMI-FGSM.
+"""The torchattacks (3.5.1) backend: FGSM, PGD, FGSM with random start (FFGSM), NI-FGSM, VMI-FGSM, APGD-CE and
+AutoAttack.
 
 Same semantics as :mod:`.native`: [0, 1] inputs with normalisation inside the model (torchattacks' own
 normalisation feature stays off), mean cross-entropy w.r.t. the true labels, untargeted L-inf, clamp to [0, 1].
@@ -9,6 +10,19 @@ Randomness. torchattacks draws its random start (PGD, FFGSM) and VMI-FGSM's neig
 copy of the global RNG seeded with that seed, so the same generator seed gives the same batch and the caller's RNG
 state is left as it was. Without one, the global RNG is used (and advanced) as-is. The random values are not the
 ones :mod:`.native` draws from the same generator: same distribution, different stream.
+
+APGD-CE and AutoAttack seed themselves: every APGD, APGD-T, FAB and Square call runs
+``torch.manual_seed(seed)`` on torch's global RNG. They always run on a forked copy of the global RNG (so the
+caller's state is left as it was, generator or not), with the library ``seed`` drawn from the generator where one
+is given and ``spec.seed`` otherwise.
+
+AutoAttack. ``torchattacks.AutoAttack(version="standard")`` runs APGD-CE, APGD-T, FAB-T and Square one after
+another on the examples still correctly classified (its ``MultiAttack``), but builds them with torchattacks'
+defaults: 10 APGD iterations (the original AutoAttack: 100), 10 FAB iterations (100), 5,000 Square queries and
+``n_classes - 1`` target classes (the original: 9). :func:`_build` therefore constructs each component itself
+with every argument explicit (iterations, restarts, queries, seed, rho, eta, beta, alpha_max, p_init, loss) and
+sets the number of target classes (an attribute torchattacks derives from ``n_classes``, with no argument of its
+own), then hands the four to the AutoAttack object in place of its default suite; :func:`components` returns them.
 
 Model mode. torchattacks' ``__call__`` puts the model in eval mode unless told otherwise and calls ``model.train()``
 afterwards if it was training. Here it is told to keep the mode the caller (``attack()``) set, and every submodule's
@@ -23,16 +37,25 @@ import torch
 from torch import nn
 
 from ._util import model_device
-from .spec import AttackSpec
+from .spec import APGD_RHO, AttackSpec
 
-SUPPORTED = frozenset({"fgsm", "pgd", "fgsm_rs", "nifgsm", "vmifgsm"})
+SUPPORTED = frozenset({"fgsm", "pgd", "fgsm_rs", "nifgsm", "vmifgsm", "apgd_ce", "autoattack"})
 
 # Attacks that draw random numbers (random start or neighbourhood sampling).
 _RANDOM = frozenset({"fgsm_rs", "vmifgsm"})
+# Attacks that reseed torch's global RNG themselves (every call: torch.manual_seed(seed)).
+_SELF_SEEDED = frozenset({"apgd_ce", "autoattack"})
+# Fixed parameters of the AutoAttack components, as in Croce & Hein's reference implementation (and torchattacks).
+FAB_ALPHA_MAX, FAB_ETA, FAB_BETA = 0.1, 1.05, 0.9
+SQUARE_P_INIT = 0.8
 
 
-def _build(model: nn.Module, spec: AttackSpec):
+def _build(model: nn.Module, spec: AttackSpec, seed: int | None = None):
+    """The torchattacks attack for ``spec``; ``seed``: the library seed of APGD-CE and AutoAttack (default
+    ``spec.seed``)."""
     import torchattacks
+
+    seed = spec.seed if seed is None else seed
 
     eps = float(spec.eps)
     if spec.name == "fgsm":
@@ -49,16 +72,61 @@ def _build(model: nn.Module, spec: AttackSpec):
     if spec.name == "vmifgsm":
         return torchattacks.VMIFGSM(model, eps=eps, alpha=step, steps=spec.steps, decay=float(spec.decay),
                                     N=spec.n_samples, beta=float(spec.beta))
+    if spec.name == "apgd_ce":
+        return _apgd_ce(model, spec, seed)
+    if spec.name == "autoattack":
+        return _autoattack(model, spec, seed)
     raise NotImplementedError(spec.name)
 
 
+def _apgd_ce(model: nn.Module, spec: AttackSpec, seed: int):
+    import torchattacks
+
+    return torchattacks.APGD(model, norm="Linf", eps=float(spec.eps), steps=spec.steps, n_restarts=spec.restarts,
+                             seed=seed, loss="ce", eot_iter=1, rho=APGD_RHO, verbose=False)
+
+
+def _autoattack(model: nn.Module, spec: AttackSpec, seed: int):
+    import torchattacks
+    from torchattacks.wrappers.multiattack import MultiAttack
+
+    eps = float(spec.eps)
+    atk = torchattacks.AutoAttack(model, norm="Linf", eps=eps, version=spec.version, n_classes=spec.n_classes,
+                                  seed=seed, verbose=False)
+    apgd_t = torchattacks.APGDT(model, norm="Linf", eps=eps, steps=spec.steps, n_restarts=spec.restarts, seed=seed,
+                                eot_iter=1, rho=APGD_RHO, verbose=False, n_classes=spec.n_classes)
+    fab_t = torchattacks.FAB(model, norm="Linf", eps=eps, steps=spec.fab_steps, n_restarts=spec.restarts,
+                             alpha_max=FAB_ALPHA_MAX, eta=FAB_ETA, beta=FAB_BETA, verbose=False, seed=seed,
+                             multi_targeted=True, n_classes=spec.n_classes)
+    for targeted in (apgd_t, fab_t):  # torchattacks derives n_classes - 1; the standard suite targets 9 classes
+        if targeted.n_target_classes != spec.n_classes - 1:
+            raise RuntimeError("torchattacks no longer derives n_target_classes from n_classes; check the pin")
+        targeted.n_target_classes = spec.target_classes
+    square = torchattacks.Square(model, norm="Linf", eps=eps, n_queries=spec.square_queries,
+                                 n_restarts=spec.restarts, p_init=SQUARE_P_INIT, loss="margin", resc_schedule=True,
+                                 seed=seed, verbose=False)
+    atk._autoattack = MultiAttack([_apgd_ce(model, spec, seed), apgd_t, fab_t, square], verbose=False)
+    return atk
+
+
+def components(atk) -> list:
+    """The attacks an AutoAttack object runs, in order (APGD-CE, APGD-T, FAB-T, Square); [atk] for others."""
+    inner = getattr(atk, "_autoattack", None)
+    return list(inner.attacks) if inner is not None else [atk]
+
+
+def _draw_seed(generator: torch.Generator) -> int:
+    return int(torch.randint(0, 2**62, (1,), generator=generator, device=generator.device).item())
+
+
 @contextlib.contextmanager
-def _seeded_global_rng(generator: torch.Generator | None, device: torch.device):
-    """Run the body on a private copy of torch's global RNG (CPU and ``device``) seeded from ``generator``."""
-    if generator is None:
+def _seeded_global_rng(generator: torch.Generator | None, device: torch.device, seed: int | None = None):
+    """Run the body on a private copy of torch's global RNG (CPU and ``device``) seeded with ``seed`` or, without
+    one, from ``generator`` (neither: the global RNG as it is)."""
+    if generator is None and seed is None:
         yield
         return
-    seed = int(torch.randint(0, 2**62, (1,), generator=generator, device=generator.device).item())
+    seed = _draw_seed(generator) if seed is None else seed
     cuda = [device.index if device.index is not None else torch.cuda.current_device()] if device.type == "cuda" \
         else []
     with torch.random.fork_rng(devices=cuda):
@@ -78,18 +146,22 @@ def run(model: nn.Module, x: torch.Tensor, y: torch.Tensor, spec: AttackSpec,
         return x.clone()
     modes = [(m, m.training) for m in model.modules()]
     try:
-        atk = _build(model, spec)
+        seed = None
+        if spec.name in _SELF_SEEDED:  # always forked: these reseed the global RNG on every call
+            seed = spec.seed if generator is None else _draw_seed(generator)
+        atk = _build(model, spec, seed)
         device = model_device(model, x)
-        atk.set_device(device)
-        # The model normalises inside: torchattacks must not (it switches normalisation on by itself only for
-        # MAIR's RobModel).
-        if atk.normalization_used is not None or atk._normalization_applied is not None:
-            raise RuntimeError("torchattacks unexpectedly enabled its input normalisation")
-        # Keep whatever mode attack() chose (eval by default) instead of torchattacks' own eval switch.
-        atk.set_model_training_mode(model_training=model.training, batchnorm_training=model.training,
-                                    dropout_training=model.training)
+        for part in [atk, *components(atk)]:
+            part.set_device(device)
+            # The model normalises inside: torchattacks must not (it switches normalisation on by itself only for
+            # MAIR's RobModel).
+            if part.normalization_used is not None or part._normalization_applied is not None:
+                raise RuntimeError("torchattacks unexpectedly enabled its input normalisation")
+            # Keep whatever mode attack() chose (eval by default) instead of torchattacks' own eval switch.
+            part.set_model_training_mode(model_training=model.training, batchnorm_training=model.training,
+                                         dropout_training=model.training)
         randomised = spec.name in _RANDOM or (spec.name == "pgd" and spec.random_start)
-        with _seeded_global_rng(generator if randomised else None, device):
+        with _seeded_global_rng(generator if randomised else None, device, seed):
             adv = atk(x, y)
     finally:
         for module, training in modes:

@@ -336,11 +336,16 @@ def _unsafe(archive: Path, target: Path, member: str, why: str) -> DataError:
 
 def _validate_members(archive: Path, target: Path, members: list[tarfile.TarInfo]) -> None:
     symlinks = {_normalise_name(m.name): m.linkname for m in members if m.issym()}
+    earlier: set[str] = set()  # a hard link can only copy a member extracted before it
     for member in members:
         try:
             _check_member(member, symlinks)
+            if member.islnk() and _normalise_name(member.linkname) not in earlier:
+                raise _UnsafeMember(f"is a hard link to {member.linkname!r}, which is not an earlier member of the "
+                                    "archive (the link points nowhere)")
         except _UnsafeMember as err:
             raise _unsafe(archive, target, member.name, str(err)) from None
+        earlier.add(_normalise_name(member.name))
 
 
 def _normalise_name(name: str) -> str:

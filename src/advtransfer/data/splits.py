@@ -61,11 +61,16 @@ def load_or_make_manifest(path: Path, items: list[str], labels: np.ndarray, prot
     settings = {"protocol": protocol, "test": test, "val": val, "seed": seed, "pool_sha256": fingerprint}
     if path.is_file():
         try:
-            saved = json.loads(path.read_text())
-        except json.JSONDecodeError:
-            raise DataError(f"split manifest {path} is corrupt: delete it and rerun (a new one is made)") from None
-        if saved.get("settings") == settings:
-            return {k: np.asarray(saved["indices"][k], dtype=np.int64) for k in ("train", "val", "test")}
+            saved = json.loads(path.read_text(encoding="utf-8"))
+            indices = saved["indices"] if saved.get("settings") == settings else None
+            if indices is not None:
+                split = {k: np.asarray(indices[k], dtype=np.int64) for k in ("train", "val", "test")}
+                if any(v.ndim != 1 or (len(v) and (v.min() < 0 or v.max() >= len(items))) for v in split.values()):
+                    raise ValueError("indices outside the pool")
+                return split
+        except (OSError, UnicodeDecodeError, ValueError, TypeError, KeyError, AttributeError):
+            raise DataError(f"split manifest {path} is corrupt or not a manifest of this kit: delete it and rerun "
+                            "(the same seeded split is made again)") from None
         raise DataError(f"split manifest {path} was made from other data or settings ({saved.get('settings')}); "
                         "results in this output folder belong to that split: use a new --out folder, or delete the "
                         "folder's manifests/ and cells/ to start over")

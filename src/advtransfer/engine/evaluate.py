@@ -6,7 +6,7 @@ let the report test differences between models on the same images (McNemar).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -14,7 +14,7 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset
 
-from ..attacks import AttackSpec, attack
+from ..attacks import AttackSpec, attack, backends_for
 from ..data.images import batches
 from .seeds import derived_seed
 
@@ -60,22 +60,30 @@ def evaluate_model(
     seed: int = 0,
     workers: int = 0,
     natural: bool = True,
+    done: Collection[tuple[str, str, float, str]] = (),
 ) -> list[Evaluation]:
     """Natural accuracy (unless ``natural`` is false), then per backend: each ``whitebox`` spec crafted on ``model``
     itself and, with a ``transfer_source``, each ``transfer`` spec crafted on it and classified by ``model``. One
     pass over the data; random starts draw from per-evaluation generators seeded from ``seed``, so reruns give
-    the same flags."""
+    the same flags.
+
+    Each spec runs through the ``backends`` that implement it, or, where none does, through the one backend that
+    has it (:func:`advtransfer.attacks.backends_for`: AutoAttack through torchattacks). ``done``: evaluations to
+    skip, as ``(threat, attack name, eps, backend)`` (those an earlier run of the cell already has)."""
     model.eval()
     if transfer_source is not None:
         transfer_source.eval()
     flags: dict[tuple[str, str, str, float, str], list[np.ndarray]] = {}
     plan: list[tuple[str, str, nn.Module, AttackSpec, str, torch.Generator]] = []
-    for backend in backends:
-        plan += [("whitebox", model_key, model, spec, backend, attack_generator(seed, "whitebox", backend, spec))
-                 for spec in whitebox]
-        if transfer_source is not None:
-            plan += [("transfer", transfer_key, transfer_source, spec, backend,
-                      attack_generator(seed, "transfer", backend, spec)) for spec in transfer]
+    groups = [("whitebox", model_key, model, whitebox)]
+    if transfer_source is not None:
+        groups.append(("transfer", transfer_key, transfer_source, transfer))
+    every = [*backends, *(b for *_, specs in groups for spec in specs for b in backends_for(backends, spec))]
+    for backend in dict.fromkeys(every):  # the given backends first, in order, then fallbacks
+        for threat, key, source, specs in groups:
+            plan += [(threat, key, source, spec, backend, attack_generator(seed, threat, backend, spec))
+                     for spec in specs if backend in backends_for(backends, spec)
+                     and (threat, spec.name, spec.eps, backend) not in done]
 
     def correct(x: torch.Tensor, y: torch.Tensor) -> np.ndarray:
         with torch.no_grad():

@@ -20,11 +20,20 @@ from ..errors import DataError
 from ..io import atomic_write_json
 from ..results import store
 from ..studies.base import Cell, Experiment, RunContext
-from . import distributed
+from . import distributed, logs
+from .locks import FileLock
+from .progress import bar
+
+LOCKS_DIR = "locks"
 
 
 def stderr_log(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
+    """A progress line: through the ``advtransfer`` logger (console and the run's log file) when a command set it
+    up, else straight to stderr (the kit used as a library)."""
+    if logs.LOGGER.handlers:
+        logs.log(msg)
+    else:
+        print(msg, file=sys.stderr, flush=True)
 
 
 def missing_error(experiment: str, profile: str, missing: Sequence[str], failures: Sequence[str] = ()) -> DataError:
@@ -45,10 +54,15 @@ def check_inputs(exp: Experiment, data_root: Path, download: bool) -> None:
         raise missing_error(exp.name, exp.profile, missing, failures)
 
 
+def cell_lock(out: Path, key: str, log) -> FileLock:
+    return FileLock(Path(out) / LOCKS_DIR / f"{key}.lock", key, log)
+
+
 def run_experiment(exp: Experiment, run: RunContext, *, download: bool = False,
                    cells: Sequence[Cell] | None = None) -> list[Cell]:
     """Run every unfinished cell of ``exp`` (or of ``cells``, a selection of its plan in plan order); return the
-    cells of this call."""
+    cells of this call. A cell another live process is computing (its lock is held) is skipped with a note: that
+    process writes it."""
     grid = list(exp.study.plan(exp) if cells is None else cells)
     store.check_cell_keys((c.key for c in grid), f"{exp.source.name}[{exp.profile}]")
     check_inputs(exp, run.data_root, download)
@@ -57,29 +71,62 @@ def run_experiment(exp: Experiment, run: RunContext, *, download: bool = False,
                           {"study": exp.study.name, "experiment": exp.name, "profile": exp.profile,
                            "source": str(exp.source), "config": to_plain(exp.cfg)})
     runner = exp.study.runner(exp, run)
-    for i, cell in enumerate(grid, 1):
-        status = distributed.on_main(lambda cell=cell: _status(exp, run.out, cell.key))
-        if status == "done":
-            run.log(f"[{cell.key}] done already, skipped ({i}/{len(grid)})")
-            continue
+    busy = []
+    with bar(len(grid), f"{exp.name} cells", "cell") as progress:
+        for i, cell in enumerate(grid, 1):
+            _run_cell(exp, run, runner, cell, i, len(grid), busy)
+            progress(1)
+    if busy:
+        run.log(f"{len(busy)} cell(s) were being computed by other processes and were skipped; results.csv, figures "
+                "and the report are rebuilt by whichever process finishes last (or by `advtransfer figures`)")
+    return grid
+
+
+def _run_cell(exp: Experiment, run: RunContext, runner, cell: Cell, i: int, n: int, busy: list[str]) -> None:
+    """One cell of the grid walk: skipped when done or held by another process, else computed and written."""
+    lock = cell_lock(run.out, cell.key, run.log)
+    status = distributed.on_main(lambda: _status(exp, run, cell.key, lock))
+    if status == "done":
+        run.log(f"[{cell.key}] done already, skipped ({i}/{n})")
+        return
+    if status == "busy":
+        run.log(f"[{cell.key}] being computed by {lock.describe()}, skipped ({i}/{n}): that process "
+                "writes its result")
+        busy.append(cell.key)
+        return
+    try:
         existing = store.load_cell(run.out, cell.key) if status == "extend" else None
         distributed.barrier()  # every rank has read the old document before rank 0 replaces it
         if existing is not None:
             have = ", ".join(existing.get("backends", [])) or "none"
-            run.log(f"[{cell.key}] cell {i}/{len(grid)}: finished with backends {have}; adding "
-                    f"{', '.join(b for b in exp.backends if b not in existing.get('backends', []))}")
+            missing = ", ".join(b for b in exp.backends if b not in existing.get("backends", []))
+            run.log(f"[{cell.key}] cell {i}/{n}: finished with backends {have}; adding "
+                    f"{missing or 'missing evaluations'}")
         else:
-            run.log(f"[{cell.key}] cell {i}/{len(grid)}")
+            run.log(f"[{cell.key}] cell {i}/{n}")
         doc = runner(cell, existing)
         if distributed.is_main():
             store.write_cell(run.out, cell.key, {**doc, "study": exp.study.name, "experiment": exp.name,
                                                  "profile": exp.profile})
         distributed.barrier()
-    return grid
+    finally:
+        lock.release()
 
 
-def _status(exp: Experiment, out: Path, key: str) -> str:
-    doc = store.load_cell(out, key)
+def _status(exp: Experiment, run: RunContext, key: str, lock: FileLock) -> str:
+    """done / new / extend (the cell's lock taken), or busy (another live process holds it)."""
+    doc = store.load_cell(run.out, key)
+    if doc is not None and exp.study.is_complete(exp, doc):  # the common case of a rerun: no lock needed
+        return "done"
+    if not lock.acquire():
+        return "busy"
+    path = store.cell_path(run.out, key)
+    doc = store.load_cell(run.out, key)  # again, now that no other process can be writing it
     if doc is None:
+        if path.exists():
+            run.log(f"[{key}] {path} is corrupt or not a cell result of this kit: recomputing the cell")
         return "new"
-    return "done" if exp.study.is_complete(exp, doc) else "extend"
+    if exp.study.is_complete(exp, doc):
+        lock.release()
+        return "done"
+    return "extend"

@@ -10,11 +10,13 @@ never resumed.
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import signal
 import time
 from collections.abc import Callable
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,18 +29,25 @@ from torch.utils.data import DataLoader, Dataset
 
 from ..config.common import PRECISIONS, Phase
 from ..data.images import TensorImages, batches
-from ..errors import DataError
+from ..data.prefetch import prefetch
+from ..errors import DataError, TrainingDiverged
 from ..io import atomic_torch_save
 from . import distributed
+from .locks import FileLock
 
 # Keras' optimizer defaults (the original ran on Keras): epsilon 1e-7, RMSprop rho 0.9.
 KERAS_EPS = 1e-7
 KERAS_RMSPROP_RHO = 0.9
 SGD_MOMENTUM = 0.9  # study 2
 
-# Test hook: kill this process with SIGKILL right after writing the checkpoint of this epoch (1-based). Used by
-# the resume-after-kill test to interrupt a real CLI run at a known point.
+# Test hook: kill this process with SIGKILL (or ADVTRANSFER_KILL_SIGNAL) right after writing the checkpoint of this
+# epoch (1-based). Used by the resume-after-kill tests to interrupt a real CLI run at a known point.
 KILL_AFTER_EPOCH_ENV = "ADVTRANSFER_KILL_AFTER_EPOCH"
+KILL_SIGNAL_ENV = "ADVTRANSFER_KILL_SIGNAL"  # the signal of that test hook: KILL (default) or TERM
+
+# Called with (training name, the epoch's history entry) after every epoch of every training, where a command set
+# it (advtransfer.engine.tensorboard); a context variable, so the studies' code calling fit() stays unchanged.
+EPOCH_HOOK: ContextVar[Callable[[str, dict], None] | None] = ContextVar("advtransfer_epoch_hook", default=None)
 
 
 def cpu_has_amx() -> bool:
@@ -114,7 +123,19 @@ def accuracy(model: nn.Module, dataset: Dataset, batch_size: int, device: torch.
     return correct / max(1, len(dataset))
 
 
-def fit(
+def fit(model: nn.Module, schedule: tuple[Phase, ...], train_set: Dataset, val_set: Dataset | None, *,
+        ckpt_dir: Path, log: Callable[[str], None] = print, **options) -> FitResult:
+    """Train ``model`` in place through ``schedule``, resuming from ``ckpt_dir``; see :func:`train` for every
+    option. One process at a time trains into a checkpoint folder: another process that needs the same training
+    (a shared pretraining, or the same command started twice) waits for it, then resumes from its final
+    checkpoint instead of training again."""
+    if not distributed.is_main():  # under torchrun rank 0 holds the lock for every rank
+        return fit_unlocked(model, schedule, train_set, val_set, ckpt_dir=ckpt_dir, log=log, **options)
+    with FileLock(Path(ckpt_dir) / ".lock", Path(ckpt_dir).name, log):
+        return fit_unlocked(model, schedule, train_set, val_set, ckpt_dir=ckpt_dir, log=log, **options)
+
+
+def fit_unlocked(
     model: nn.Module,
     schedule: tuple[Phase, ...],
     train_set: Dataset,
@@ -173,13 +194,12 @@ def fit(
     existing = _checkpoints(ckpt_dir)
     if existing:
         epoch_done, path = existing[-1]
-        try:
-            ckpt = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as exc:
-            raise DataError(f"checkpoint {path} is unreadable ({exc}); delete it to resume from the one before") \
-                from None
-        if ckpt.get("fingerprint") == fingerprint and epoch_done <= total:
-            model.load_state_dict(ckpt["model"])
+        ckpt = _read_checkpoint(path)
+        if ckpt["fingerprint"] == fingerprint and epoch_done <= total:
+            try:
+                model.load_state_dict(ckpt["model"])
+            except RuntimeError as exc:
+                raise _bad_checkpoint(path, str(exc).splitlines()[0]) from None
             result.history = list(ckpt["history"])
             start_epoch = result.resumed_from = epoch_done
             phase_idx = _phase_of(schedule, epoch_done - 1)
@@ -230,6 +250,9 @@ def fit(
             loader = _rank_batches(train_set, batch_size, order, rank, world, workers)
         else:
             loader = ((x, y, len(y)) for x, y in batches(train_set, batch_size, order, workers=workers))
+        # The next batch is read (and sent to the GPU on a side stream) while this step runs: same batches, order and
+        # values; the first one is taken at the loop's first next(), inside fork_rng (advtransfer.data.prefetch).
+        loader = prefetch(loader, device=device, memory_format=torch.channels_last)
         with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
             torch.manual_seed(rs)
             model.train()
@@ -254,12 +277,15 @@ def fit(
         if ddp:
             loss_sum, correct, seen = distributed.all_reduce_sum([loss_sum, correct, seen], device)
             correct, seen = int(correct), int(seen)
+        _check_health(model, loss_sum, ckpt_dir.name, epoch + 1, total, phase, precision)
         entry = {"epoch": epoch + 1, "phase": phase_idx, "optimizer": phase.optimizer, "lr": phase.lr,
                  "train_loss": loss_sum / max(1, seen), "train_acc": correct / max(1, seen)}
         if val_set is not None and len(val_set):
             entry["val_acc"] = accuracy(model, val_set, eval_batch_size, device, workers)
         entry["seconds"] = round(time.perf_counter() - t0, 3)
         result.history.append(entry)
+        if (hook := EPOCH_HOOK.get()) is not None:  # e.g. TensorBoard event files (--tensorboard)
+            hook(ckpt_dir.name, entry)
         if distributed.is_main():
             atomic_torch_save(ckpt_dir / f"epoch_{epoch + 1:03d}.pt", {
                 "model": model.state_dict(), "optimizer": optimizer.state_dict(), "epoch": epoch + 1,
@@ -274,7 +300,7 @@ def fit(
         log(f"  epoch {epoch + 1}/{total} {phase.optimizer} lr {phase.lr:g}: loss {entry['train_loss']:.4f} "
             f"train_acc {entry['train_acc']:.4f}{val} ({entry['seconds']:.1f}s)")
         if os.environ.get(KILL_AFTER_EPOCH_ENV) == str(epoch + 1):
-            os.kill(os.getpid(), signal.SIGKILL)
+            os.kill(os.getpid(), getattr(signal, f"SIG{os.environ.get(KILL_SIGNAL_ENV, 'KILL')}"))
     result.seconds = time.perf_counter() - t_start
     del forward, trainer
     for parent, name, bn in swapped_bn:  # the original BatchNorm modules share the trained tensors
@@ -282,6 +308,37 @@ def fit(
     model.to(memory_format=torch.contiguous_format)
     model.eval()
     return result
+
+
+def _bad_checkpoint(path: Path, reason: str) -> DataError:
+    return DataError(f"checkpoint {path} is unreadable or not a checkpoint of this kit ({reason}); delete it: the "
+                     "training then starts again from its first epoch (only the newest checkpoint is kept)")
+
+
+def _read_checkpoint(path: Path) -> dict:
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises many types for a damaged or foreign file: all mean the same here
+        raise _bad_checkpoint(path, f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}") \
+            from None
+    missing = [k for k in ("model", "optimizer", "history", "fingerprint")
+               if not isinstance(ckpt, dict) or k not in ckpt]
+    if missing:
+        raise _bad_checkpoint(path, f"missing {', '.join(missing)}")
+    return ckpt
+
+
+def _check_health(model: nn.Module, loss_sum: float, name: str, epoch: int, total: int, phase: Phase,
+                  precision: str) -> None:
+    """A non-finite loss or weight stops the training with one message naming the cell, epoch and likely cause
+    (checked once an epoch: the loss sum is on the host already, the weights cost one pass over them)."""
+    if math.isfinite(loss_sum) and all(bool(torch.isfinite(p).all()) for p in model.parameters()):
+        return
+    cause = f"lower the learning rate in the config's schedule (now {phase.optimizer} lr {phase.lr:g})"
+    if precision != "fp32":
+        cause += " or train in fp32 (--precision fp32)"
+    raise TrainingDiverged(f"training {name} diverged in epoch {epoch}/{total}: the loss or a weight became NaN or "
+                           f"infinite; {cause}. Nothing of this cell is recorded; finished cells are kept")
 
 
 def _trainable(model: nn.Module) -> list[nn.Parameter]:

@@ -4,6 +4,11 @@ Block mapping (SPEC section 2). The original's "first N blocks" are Keras' ``blo
 and the first expanded conv; on torchvision's ``features[0..18]`` (0 = stem conv, 1..17 = inverted-residual
 blocks, 18 = final 1x1 conv) N=4 -> features[0..5], N=8 -> [0..9], N=12 -> [0..13], N=16 -> [0..18] (the whole
 convolutional base). ``COPIED_FEATURES[N]`` is the number of ``features`` modules copied.
+
+Other torchvision architectures whose ``features`` is a sequence of blocks and whose ``classifier`` ends in a
+``Linear`` head (MobileNetV3, EfficientNet, EfficientNetV2, MNASNet, VGG, AlexNet, ConvNeXt, ...) can be Base A
+too (study 1's ``base_arch``): there N counts entries of that sequence, ``features[:N]``. :func:`check_block_arch`
+refuses, with one line, an architecture without such a sequence (ResNet, ViT, ...) or an N beyond its length.
 """
 
 from __future__ import annotations
@@ -12,7 +17,10 @@ import torch
 import torchvision
 from torch import nn
 
+from ..errors import ConfigError
 from .classifier import NORMALIZATION, ImageClassifier
+
+DEFAULT_ARCH = "mobilenet_v2"
 
 COPIED_FEATURES = {4: 6, 8: 10, 12: 14, 16: 19}
 
@@ -40,6 +48,58 @@ def build_mobilenet_v2(num_classes: int, width_mult: float = 1.0, stride8: bool 
                                                inverted_residual_setting=setting)
 
 
+def build_base(arch: str, num_classes: int, width_mult: float = 1.0, stride8: bool = False,
+               seed: int | None = None) -> nn.Module:
+    """A randomly initialised Base A architecture: MobileNetV2 (:func:`build_mobilenet_v2`) or any torchvision
+    model :func:`check_block_arch` accepts (torchvision's init, seeded on a private RNG stream)."""
+    if arch == DEFAULT_ARCH:
+        return build_mobilenet_v2(num_classes, width_mult, stride8, seed=seed)
+    with torch.random.fork_rng(devices=[]):
+        if seed is not None:
+            torch.manual_seed(seed)
+        return torchvision.models.get_model(arch, weights=None, num_classes=num_classes)
+
+
+def copied_features(arch: str, n_blocks: int) -> int:
+    """How many ``features`` modules "the first N blocks" are: MobileNetV2's mapping, else N itself."""
+    return COPIED_FEATURES[n_blocks] if arch == DEFAULT_ARCH else n_blocks
+
+
+def check_block_arch(arch: str, blocks: tuple[int, ...], where: str) -> None:
+    """Refuse (ConfigError, one line) a Base A architecture block transfer cannot use: not a torchvision
+    classification model, no ``features`` sequence of blocks, no ``classifier`` ending in ``Linear``, or an N
+    beyond the number of blocks."""
+    if arch == DEFAULT_ARCH:
+        return
+    from ..config.reader import did_you_mean
+
+    names = torchvision.models.list_models(module=torchvision.models)
+    if arch not in names:
+        raise ConfigError(f"{where} = {arch!r}: not a torchvision classification model"
+                          f"{did_you_mean(arch, names) or ';'} see torchvision.models.list_models()")
+    try:
+        with torch.device("meta"):  # the architecture only
+            net = torchvision.models.get_model(arch, weights=None, num_classes=10)
+    except NotImplementedError:  # an init meta tensors cannot run (RegNet): build it for real, it is checked once
+        net = torchvision.models.get_model(arch, weights=None, num_classes=10)
+    features = getattr(net, "features", None)
+    if not isinstance(features, nn.Sequential) or len(features) < 2:
+        raise ConfigError(f"{where} = {arch!r}: block transfer copies the first N blocks of the model's `features` "
+                          f"sequence, and {arch} has none (its top-level modules: "
+                          f"{', '.join(n for n, _ in net.named_children())}); use an architecture with one, e.g. "
+                          "mobilenet_v3_small, efficientnet_b0")
+    classifier = getattr(net, "classifier", None)
+    head = classifier[-1] if isinstance(classifier, nn.Sequential) and len(classifier) else classifier
+    if not isinstance(head, nn.Linear):
+        raise ConfigError(f"{where} = {arch!r}: its classifier does not end in a Linear layer, so the as-run "
+                          "protocol cannot keep Base A's head nor the intended one size it to the target classes")
+    too_many = [n for n in blocks if n > len(features)]
+    if too_many:
+        raise ConfigError(f"{where} = {arch!r}: blocks {too_many} exceed its {len(features)} feature blocks (for "
+                          f"architectures other than MobileNetV2, N counts entries of `features`, so N <= "
+                          f"{len(features)})")
+
+
 def wrap(net: nn.Module, normalization: str = "imagenet", **kwargs) -> ImageClassifier:
     mean, std = NORMALIZATION[normalization]
     return ImageClassifier(net, mean, std, **kwargs)
@@ -55,6 +115,7 @@ def transfer_model(
     width_mult: float,
     stride8: bool,
     seed: int,
+    arch: str = DEFAULT_ARCH,
 ) -> ImageClassifier:
     """Build BnB (``n_blocks=None``), AnB-N (``trainable_copy=False``) or AnB+-N (``trainable_copy=True``).
 
@@ -62,16 +123,17 @@ def transfer_model(
     Base A's first ``COPIED_FEATURES[N]`` feature modules (weights and BatchNorm statistics); everything else keeps
     its random init. ``reinit_rest=False`` (as-run protocol, what the original Keras code did): the model is a full
     copy of Base A, its head included, and nothing is re-initialised; BnB is then Base A itself, fine-tuned.
+    ``arch``: Base A's architecture (:func:`build_base`; N counts its ``features`` entries unless MobileNetV2).
     """
     if reinit_rest:
-        net = build_mobilenet_v2(num_classes, width_mult, stride8, seed=seed)
+        net = build_base(arch, num_classes, width_mult, stride8, seed=seed)
         if n_blocks is not None:
-            k = COPIED_FEATURES[n_blocks]
+            k = copied_features(arch, n_blocks)
             net.features[:k].load_state_dict(base.net.features[:k].state_dict())
     else:
-        net = build_mobilenet_v2(_num_outputs(base.net), width_mult, stride8, seed=seed)
+        net = build_base(arch, _num_outputs(base.net), width_mult, stride8, seed=seed)
         net.load_state_dict(base.net.state_dict())
-    frozen = 0 if (n_blocks is None or trainable_copy) else COPIED_FEATURES[n_blocks]
+    frozen = 0 if (n_blocks is None or trainable_copy) else copied_features(arch, n_blocks)
     return ImageClassifier(net, tuple(base.mean.flatten().tolist()), tuple(base.std.flatten().tolist()),
                            frozen_features=frozen)
 

@@ -17,11 +17,14 @@ import torchvision
 from ..data.download import sha256_file
 from ..errors import DataError
 
+# Models the CLI's `advtransfer data fetch weights --model` offers; any other torchvision model's weights are
+# fetched through this module (fetch_command says how).
+CLI_MODELS = ("mobilenet_v2", "resnet18")
+
 
 def _weights_enum(model: str, name: str):
-    enums = {"mobilenet_v2": torchvision.models.MobileNet_V2_Weights,
-             "resnet18": torchvision.models.ResNet18_Weights}
-    return enums[model][name]
+    """torchvision's weights entry ``name`` of ``model`` (any torchvision classification model)."""
+    return torchvision.models.get_model_weights(model)[name]
 
 
 def cache_path(model: str, name: str) -> Path:
@@ -31,7 +34,9 @@ def cache_path(model: str, name: str) -> Path:
 
 
 def fetch_command(model: str, name: str) -> str:
-    return f"advtransfer data fetch weights --model {model} --weights {name}"
+    if model in CLI_MODELS:
+        return f"advtransfer data fetch weights --model {model} --weights {name}"
+    return f"python -c \"from advtransfer.models import weights; weights.fetch('{model}', '{name}')\""
 
 
 def missing_message(model: str, name: str) -> str:

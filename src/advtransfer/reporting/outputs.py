@@ -11,6 +11,7 @@ from ..attacks.crosscheck import write_tables
 from ..errors import ConfigError
 from ..io import atomic_write_text
 from ..results.table import Results
+from .curves import make_curves
 from .html import markdown_to_html
 from .report import build_report
 
@@ -44,7 +45,8 @@ def write_outputs(out: Path, results: Results | None = None) -> Outputs:
         except ConfigError:  # a study whose plug-in is not installed here: its rows stay in results.csv
             continue
     figures = {name: study.figures(results.only(name), out, out / "figures") for name, study in known.items()}
-    text = build_report(results, known, figures, out)
+    curves = make_curves(results, out / "figures")
+    text = build_report(results, known, figures, out, curves)
     html = atomic_write_text(out / "report.html", markdown_to_html(text, out, title="advtransfer report"))
     md = atomic_write_text(out / "report.md", text)
-    return Outputs(results, csv, [p for paths in figures.values() for p in paths], md, html)
+    return Outputs(results, csv, [p for paths in figures.values() for p in paths] + curves, md, html)

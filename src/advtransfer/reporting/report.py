@@ -17,12 +17,14 @@ from ..results.table import Results
 from ..studies.base import Study
 from . import claims as claims_module
 from .claims import PUBLISHED, SUPPORTED
+from .curves import curves_section
 
 
 def build_report(results: Results, studies: Mapping[str, Study], figures: Mapping[str, list[Path]],
-                 root: Path) -> str:
+                 root: Path, curves: list[Path] = ()) -> str:
     """The report's Markdown. ``studies``: the studies of ``results`` by name (those whose plug-in is missing are
-    named in a note); ``figures``: each study's figure files; ``root``: the folder links are relative to."""
+    named in a note); ``figures``: each study's figure files; ``curves``: the training-curve figures; ``root``:
+    the folder links are relative to."""
     lines = ["# advtransfer report", ""]
     if results.cells:
         lines += environment(results.cells)
@@ -36,6 +38,7 @@ def build_report(results: Results, studies: Mapping[str, Study], figures: Mappin
                      results.profile)
     for name, study, part in present:
         lines += study.report_section(part, list(figures.get(name, [])), root)
+    lines += curves_section(list(curves), root)
     errata = [line for _, study, part in present for line in study.errata(part)]
     if errata:
         lines += ["## Errata: defects of the original studies", "",

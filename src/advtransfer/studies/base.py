@@ -104,6 +104,9 @@ class Study:
     experiments: ClassVar[tuple[str, ...]] = ()
     claims: ClassVar[tuple[Claim, ...]] = ()
     claim_columns: ClassVar[tuple[str, ...]] = ()  # order of the sources in the claims table (protocols)
+    # One paper-shaped cell for `advtransfer bench gpu`: a config's TOML text with the placeholders {batch}, {steps},
+    # {px}, {epochs}, {per_class} and {vmi}, and a profile "bench" (None: the study offers none).
+    bench_cell: ClassVar[str | None] = None
 
     # ---------------------------------------------------------------------------------------------- config ---
 

@@ -4,7 +4,7 @@ scratch.
 A grid of cells (setting, protocol, seed, model, training); every model is evaluated on clean test images and under
 FGSM, PGD, NIFGSM and VMIFGSM. See SPEC section 3 and ``experiments/exp2.toml``. The package: ``config`` (schema),
 ``grid`` (cells), ``data`` (CIFAR and its stand-ins, preflight, fetch), ``cell`` (training and evaluation of one
-cell), ``figures``, ``report``, ``claims``, ``published``.
+cell), ``figures``, ``report``, ``claims``, ``published``, ``bench`` (its cell of ``advtransfer bench gpu``).
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from .. import register
 from ..base import Study
 from . import cell, data, figures, grid, report
 from . import claims as claims_module
+from .bench import BENCH_CELL_TOML
 from .config import Exp2Config
 
 
@@ -27,6 +28,7 @@ class CifarAdversarialTraining(Study):
     experiments = ("exp2",)
     claims = claims_module.CLAIMS
     claim_columns = ("published", "as-run", "intended")
+    bench_cell = BENCH_CELL_TOML
 
     # Each part of the study lives in its own module; the study object only points at them.
     plan = staticmethod(grid.plan)

@@ -1,8 +1,11 @@
 """One study-2 cell: build the model, train it (clean, then adversarially for adversarial-training cells) with
-resumable checkpoints, evaluate it on clean test images and under FGSM, PGD, NIFGSM and VMIFGSM.
+resumable checkpoints, evaluate it on clean test images and under FGSM, PGD, NIFGSM, VMIFGSM and AutoAttack.
 
 White-box in ``intended``; in ``as-run`` crafted on the clean model (the original's transfer evaluation), with the
-original's clamping of ImageNet-normalised tensors for ResNet.
+original's clamping of ImageNet-normalised tensors for ResNet (and every other ImageNet-normalised architecture).
+AutoAttack follows each protocol's evaluation exactly as PGD does, so the two compare like for like; in as-run's
+defective path it starts from the clamped normalised tensor (every torchattacks attack clamps its output to [0, 1],
+and AutoAttack returns the examples it cannot fool unchanged).
 """
 
 from __future__ import annotations
@@ -16,7 +19,8 @@ import numpy as np
 import torch
 
 from ... import provenance
-from ...attacks import AttackSpec, attack, backend_module
+from ...attacks import AttackSpec, attack
+from ...attacks import backends_for as able_backends
 from ...attacks.crosscheck import crosscheck, default_specs
 from ...config.common import Phase
 from ...config.reader import to_plain
@@ -27,21 +31,29 @@ from ...engine.evaluate import attack_generator
 from ...engine.sanity import check_evaluations
 from ...engine.seeds import derived_seed, training_fingerprint
 from ...engine.train import fit, resolve_precision
-from ...models import weights
+from ...errors import DataError
+from ...models import weights, zoo
 from ...models.basenet import basenet
 from ...models.classifier import IMAGENET_MEAN, IMAGENET_STD, ImageClassifier
 from ...models.resnet import asrun_attack_input, clamp_defect, fraction_destroyed, resnet18_scratch, resnet18_transfer
 from ...results.schema import flags_to_str
 from ..base import Experiment, RunContext
+from .config import ModelSchedule
 from .data import Data, load_data
 from .grid import Cell
 
-EVAL_ATTACKS = ("fgsm", "pgd", "nifgsm", "vmifgsm")
+EVAL_ATTACKS = ("fgsm", "pgd", "nifgsm", "vmifgsm")  # the write-up's; AutoAttack is added where it applies
+CIFAR_CLASSES = {"cifar10": 10, "cifar100": 100}
 
 
-def attack_spec(exp: Experiment, name: str) -> AttackSpec:
-    """The study's attacks with the original's settings (eps 8/255, step 2/255, 10 steps, VMI N=5, beta=1.5)."""
+def attack_spec(exp: Experiment, name: str, n_classes: int | None = None) -> AttackSpec:
+    """The study's attacks with the original's settings (eps 8/255, step 2/255, 10 steps, VMI N=5, beta=1.5), and
+    AutoAttack at eps with the profile's ``robust_eval`` setting (``n_classes``: the model's classes)."""
     cfg = exp.cfg
+    if name == "autoattack":
+        if n_classes is None:
+            raise ValueError("autoattack needs the model's number of classes")
+        return cfg.robust_eval.spec(cfg.eps, n_classes)
     if name == "fgsm":
         return AttackSpec.fgsm(cfg.eps)
     if name == "pgd":
@@ -55,9 +67,34 @@ def attack_spec(exp: Experiment, name: str) -> AttackSpec:
 
 
 def backends_for(backends: tuple[str, ...], spec: AttackSpec) -> tuple[str, ...]:
-    """The given backends that implement ``spec`` (NIFGSM and VMIFGSM exist only in torchattacks)."""
-    able = tuple(b for b in backends if spec.name in backend_module(b).SUPPORTED)
-    return able or ("torchattacks",)
+    """The given backends that implement ``spec`` (NIFGSM, VMIFGSM and AutoAttack exist only in torchattacks)."""
+    return able_backends(backends, spec)
+
+
+def num_classes(exp: Experiment, dataset: str) -> int:
+    """The number of classes of a setting's dataset (tiny data: the profile's stand-in class count)."""
+    return getattr(exp.cfg.tiny_classes, dataset) if exp.cfg.data == "tiny" else CIFAR_CLASSES[dataset]
+
+
+def eval_attacks(exp: Experiment, dataset: str) -> tuple[str, ...]:
+    """The attacks every model of a setting on ``dataset`` is evaluated under: the write-up's, and AutoAttack
+    where ``robust_eval`` enables it and the task has at least 4 classes."""
+    return EVAL_ATTACKS + (("autoattack",) if exp.cfg.robust_eval.applies(num_classes(exp, dataset)) else ())
+
+
+def wanted_evaluations(exp: Experiment, dataset: str) -> set[tuple[str, str]]:
+    """(attack, backend) of every evaluation the config asks of a model on ``dataset`` (natural accuracy aside)."""
+    n = num_classes(exp, dataset)
+    return {(name, b) for name in eval_attacks(exp, dataset)
+            for b in backends_for(exp.cfg.backends, attack_spec(exp, name, n))}
+
+
+def is_complete(exp: Experiment, doc: dict[str, Any]) -> bool:
+    """Whether a finished cell has every evaluation ``exp`` asks for: every backend, and every attack (a run
+    finished before AutoAttack was added, or with ``robust_eval.autoattack = false``, is extended, not skipped)."""
+    have = {(r["attack"], r["backend"]) for r in doc.get("evaluations", [])}
+    return set(exp.backends) <= set(doc.get("backends", exp.backends)) and \
+        wanted_evaluations(exp, str(doc.get("dataset", "cifar10"))) <= have
 
 
 def training_backend(spec: AttackSpec) -> str:
@@ -79,6 +116,9 @@ def data_inputs(exp: Experiment, cell: Cell) -> dict[str, Any]:
 
 def model_inputs(exp: Experiment, cell: Cell) -> dict[str, Any]:
     cfg = exp.cfg
+    arch = zoo.parse(cell.model)
+    if arch is not None:  # torchvision / timm: resized inside as ResNet-18; the key names the pretrained weights
+        return {"model": cell.model, "backbone": arch.weights, "resnet_input_size": cfg.resnet_input_size}
     backbone = cfg.resnet_pretrained if cell.model == "resnet18_transfer" else None
     resize = cfg.resnet_input_size if cell.model.startswith("resnet18") else None
     return {"model": cell.model, "backbone": backbone, "resnet_input_size": resize}
@@ -93,8 +133,10 @@ def clean_training_inputs(exp: Experiment, cell: Cell, schedule: tuple[Phase, ..
 def adversarial_training_inputs(exp: Experiment, cell: Cell, clean_schedule: tuple[Phase, ...],
                                 schedule: tuple[Phase, ...], spec: AttackSpec) -> dict[str, Any]:
     """What an adversarial training reads: its clean model's inputs, its schedule and its attack."""
+    # spec.identity(): the attack's own fields only, so the fields APGD and AutoAttack added to AttackSpec leave
+    # every existing adversarial-training fingerprint as it was (tests/test_fingerprints.py pins them).
     return {**clean_training_inputs(exp, cell.clean, clean_schedule), "adversarial_schedule": schedule,
-            "attack": spec, "backend": training_backend(spec)}
+            "attack": spec.identity(), "backend": training_backend(spec)}
 
 
 def pretrain_inputs(exp: Experiment) -> dict[str, Any]:
@@ -105,8 +147,9 @@ def pretrain_inputs(exp: Experiment) -> dict[str, Any]:
 
 
 def schedules_of(exp: Experiment, cell: Cell) -> tuple[tuple[Phase, ...], tuple[Phase, ...]]:
-    """(clean, adversarial) training schedules: the model's own where the profile sets them, else the common."""
-    own = getattr(exp.cfg.model_schedules, cell.model)
+    """(clean, adversarial) training schedules: the model's own where the profile sets them (the write-up's three
+    models), else the common ones (torchvision / timm models)."""
+    own = getattr(exp.cfg.model_schedules, cell.model, None) or ModelSchedule()
     return own.clean or exp.cfg.clean_schedule, own.adversarial or exp.cfg.adv_schedule
 
 
@@ -137,6 +180,11 @@ def build_model(exp: Experiment, cell: Cell, num_classes: int,
     """A fresh model for the cell (random init; the transfer ResNet gets ``backbone``, its pretrained weights)."""
     cfg = exp.cfg
     seed = derived_seed(cell.seed, f"e{cell.setting}/{cell.model}")
+    arch = zoo.parse(cell.model)
+    if arch is not None:
+        net = zoo.build(arch, num_classes, seed, input_size=cfg.resize, freeze_bn_stats=cell.protocol == "intended")
+        mean, std = zoo.normalization(arch)
+        return ImageClassifier(net, mean, std)
     if cell.model == "basenet":
         # BaseNet sees [0, 1] pixels (mean 0, std 1): the original fed it ToTensor() images, no normalisation.
         return ImageClassifier(basenet(num_classes, seed=seed, wide=cell.dataset == "cifar100"), (0.0, 0.0, 0.0),
@@ -152,8 +200,9 @@ def build_model(exp: Experiment, cell: Cell, num_classes: int,
 
 
 def asrun_defective(cell: Cell) -> bool:
-    """The original's clamping defect hit the ResNets, whose normalisation lived outside the model."""
-    return cell.protocol == "as-run" and cell.model.startswith("resnet18")
+    """The original's clamping defect hit the ResNets, whose normalisation lived outside the model (and so, in
+    the original's pipeline, would every other ImageNet-normalised architecture: torchvision and timm models)."""
+    return cell.protocol == "as-run" and (cell.model.startswith("resnet18") or zoo.parse(cell.model) is not None)
 
 
 def craft(model: ImageClassifier, x: torch.Tensor, y: torch.Tensor, spec: AttackSpec, backend: str,
@@ -166,6 +215,8 @@ def craft(model: ImageClassifier, x: torch.Tensor, y: torch.Tensor, spec: Attack
         return attack(model, x, y, spec, backend, generator=generator)
     mean, std = model.mean.flatten(), model.std.flatten()
     z = asrun_attack_input(x, mean, std)
+    if spec.name in ("apgd_ce", "autoattack"):  # they return what they cannot fool unchanged: start it clamped
+        z = clamp_defect(z)
     adv_z = attack(model.net, z, y, spec, backend, generator=generator, check_against=clamp_defect(z))
     return adv_z * model.std + model.mean
 
@@ -202,6 +253,11 @@ class Context:
                                      "test": d.test}
             else:
                 self._splits[key] = {"train": d.train, "val": d.test, "test": d.test}
+            empty = [k for k in ("train", "test") if len(self._splits[key][k]) == 0]
+            if empty:
+                raise DataError(f"{self.exp.source.name}[{self.exp.profile}]: experiment {cell.setting} "
+                                f"({cell.protocol}, seed {cell.seed}) has no {' and no '.join(empty)} images; use "
+                                "more images per class or a smaller val fraction")
         return self._splits[key]
 
     def backbone(self) -> dict[str, torch.Tensor]:
@@ -256,16 +312,27 @@ class Context:
         return model.eval(), info
 
 
+def missing_weights(exp: Experiment) -> list[str]:
+    """Pretrained torchvision / timm weights the settings need that are not in the cache (one message each)."""
+    archs = {zoo.parse(m) for s in exp.cfg.settings for m in s.models} - {None}
+    return [msg for arch in sorted(archs, key=lambda a: a.key) if (msg := zoo.missing_weights(arch))]
+
+
 def make_runner(exp: Experiment, run: RunContext):
+    missing = missing_weights(exp)
+    if missing:  # before any cell runs: one message naming each missing file and how to fetch it
+        raise DataError(f"cannot run {exp.name} --profile {exp.profile}: "
+                        f"{'one thing is' if len(missing) == 1 else f'{len(missing)} things are'} missing.\n- "
+                        + "\n- ".join(missing))
     ctx = Context(exp, run)
     return lambda cell, existing: run_cell(ctx, cell, existing)
 
 
-def _evaluations(ctx: Context, done: set[tuple[str, str]]) -> list[tuple[str, AttackSpec, str]]:
+def _evaluations(ctx: Context, cell: Cell, done: set[tuple[str, str]]) -> list[tuple[str, AttackSpec, str]]:
     """(attack, spec, backend) of every evaluation the config asks for that is not in ``done``."""
-    out = []
-    for name in EVAL_ATTACKS:
-        spec = attack_spec(ctx.exp, name)
+    out, n = [], ctx.dataset(cell).num_classes
+    for name in eval_attacks(ctx.exp, cell.dataset):
+        spec = attack_spec(ctx.exp, name, n)
         out += [(name, spec, b) for b in backends_for(ctx.cfg.backends, spec) if (name, b) not in done]
     return out
 
@@ -286,7 +353,10 @@ def run_cell(ctx: Context, cell: Cell, existing: dict | None = None) -> dict:
     defective = asrun_defective(cell)
     seed = derived_seed(cell.seed, f"{cell.key}/eval")
     done = {(r["attack"], r["backend"]) for r in existing["evaluations"]} if existing else set()
-    todo = _evaluations(ctx, done)
+    todo = _evaluations(ctx, cell, done)
+    skipped = ctx.cfg.robust_eval.skip_reason(ctx.dataset(cell).num_classes)
+    if skipped and ctx.cfg.robust_eval.autoattack:
+        run.log(f"[{cell.key}] no AutoAttack: {skipped}")
     generators = {(name, b): attack_generator(seed, threat, b, spec) for name, spec, b in todo}
     flags: dict[tuple[str, str], list[np.ndarray]] = {}
     for x, y in batches(data["test"], cfg.eval_batch_size):
@@ -320,12 +390,17 @@ def run_cell(ctx: Context, cell: Cell, existing: dict | None = None) -> dict:
     if cfg.crosscheck_subset > 0:
         n = min(cfg.crosscheck_subset, len(data["test"]))
         x, y = data["test"].images[:n].to(run.device), data["test"].labels[:n].to(run.device)
+        specs = default_specs(cfg.eps, cfg.steps, cfg.robust_eval.crosscheck_steps(cfg.steps))
         cross = [{"model": f"e{cell.setting}/{cell.model}/{cell.training}", "cell": cell.key, **row}
-                 for row in crosscheck(model, x, y, default_specs(cfg.eps, cfg.steps),
-                                       seed=derived_seed(cell.seed, f"{cell.key}/crosscheck"))]
+                 for row in crosscheck(model, x, y, specs, seed=derived_seed(cell.seed, f"{cell.key}/crosscheck"))]
+        for row in cross:
+            if not row["agree"]:
+                run.log(f"[{cell.key}] CROSSCHECK DISAGREES: {row['attack']} {row['backends']}: {row['criterion']} "
+                        f"fails (accuracy {row['accuracy']})")
     doc = {
         "protocol": cell.protocol, "seed": cell.seed, "setting": cell.setting, "dataset": cell.dataset,
         "model": cell.model, "family": cell.model, "training": cell.training, "n_blocks": None,
+        "num_classes": ctx.dataset(cell).num_classes,
         "backends": backends, "evaluations": records, "checks": checks, "crosscheck": cross,
         "training_log": training,
         "data": {"data": cfg.data, "n_train": len(data["train"]), "n_val": len(data["val"]),

@@ -3,14 +3,20 @@
 
 Which fields change training is stated once, in :func:`advtransfer.studies.cifar_at.cell.clean_training_inputs`
 and :func:`~advtransfer.studies.cifar_at.cell.adversarial_training_inputs`; everything else (evaluation attacks,
-backends, cross-check, evaluation batch size) can change without retraining anything.
+AutoAttack's ``robust_eval``, backends, cross-check, evaluation batch size) can change without retraining anything.
+
+Models: the write-up's ``basenet``, ``resnet18_transfer`` and ``resnet18_scratch``, or any torchvision / timm
+classifier named ``torchvision:NAME`` (scratch), ``torchvision:NAME@WEIGHTS`` (pretrained, only the head trained),
+``timm:NAME`` or ``timm:NAME@TAG`` (:mod:`advtransfer.models.zoo`). A prefixed name is stored as its safe key
+(``torchvision-NAME-WEIGHTS``), the name cell keys, results.csv and figures use.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Annotated, Literal
 
+from ...attacks.autoattack import AutoAttackSettings
 from ...config.common import (
     Backends,
     Eps,
@@ -23,12 +29,13 @@ from ...config.common import (
     Schedule,
     Seeds,
 )
-from ...config.reader import Length, NonEmpty, Range, Unique
+from ...config.reader import Length, NonEmpty, Range, Unique, did_you_mean
 from ...errors import ConfigError
+from ...models import zoo
 
 MODELS = ("basenet", "resnet18_transfer", "resnet18_scratch")
 TRAININGS = ("clean", "pgd", "nifgsm", "vmifgsm", "fgsm_rs")
-Model = Literal["basenet", "resnet18_transfer", "resnet18_scratch"]
+Model = Literal["basenet", "resnet18_transfer", "resnet18_scratch"]  # the write-up's; see Setting.models for more
 Training = Literal["clean", "pgd", "nifgsm", "vmifgsm", "fgsm_rs"]
 ClassCount = Annotated[int, Range(2, 1000)]
 
@@ -39,10 +46,24 @@ class Setting:
 
     id: Annotated[int, Range(1, 999)]
     dataset: Literal["cifar10", "cifar100"]
-    models: Annotated[tuple[Model, ...], NonEmpty, Unique]
+    # MODELS, or torchvision:NAME[@WEIGHTS] / timm:NAME[@TAG] (stored as their safe keys, see the module docstring)
+    models: Annotated[tuple[str, ...], NonEmpty, Unique]
     trainings: Annotated[tuple[Training, ...], NonEmpty, Unique]
 
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "models", tuple(zoo.key_of(m) for m in self.models))
+
     def validate(self, where: str) -> None:
+        for i, model in enumerate(self.models):
+            if model not in MODELS and zoo.parse(model) is None:
+                valid = ", ".join(repr(m) for m in MODELS)
+                raise ConfigError(f"{where}.models[{i}] = {model!r}{did_you_mean(model, MODELS) or ';'} valid: "
+                                  f"{valid}, or {zoo.SYNTAX}")
+        keys = list(self.models)
+        repeated = [m for m in dict.fromkeys(keys) if keys.count(m) > 1]
+        if repeated:
+            raise ConfigError(f"{where}.models: {zoo.parse(repeated[0]).spelled!r} appears twice (as "
+                              f"{zoo.parse(repeated[0]).key!r}); each model may appear once")
         if "clean" not in self.trainings:
             raise ConfigError(f"{where}.trainings = {list(self.trainings)!r} must include 'clean' (adversarial "
                               "training starts from the clean model)")
@@ -117,8 +138,14 @@ class Exp2Config:
     train_per_class: NonNegativeInt = 0  # 0: every training image
     precision: Precision = "auto"
     compile: bool = False
+    robust_eval: AutoAttackSettings = field(default_factory=AutoAttackSettings)  # AutoAttack (evaluation only)
 
     def validate(self, where: str) -> None:
+        for i, setting in enumerate(self.settings):
+            for j, model in enumerate(setting.models):
+                arch = zoo.parse(model)
+                if arch is not None:
+                    zoo.check(arch, f"{where}.settings[{i}].models[{j}]")
         ids = [s.id for s in self.settings]
         repeated = sorted({i for i in ids if ids.count(i) > 1})
         if repeated:

@@ -18,6 +18,7 @@ from .published import EXP2_ATTACK_ORDER, EXP2_PUBLISHED
 
 PROTOCOL_ORDER = ("intended", "as-run")
 TRAINING_ORDER = ("clean", "pgd", "nifgsm", "vmifgsm", "fgsm_rs")
+EXTRA_ATTACKS = ("autoattack",)  # beyond the write-up: drawn and tabulated where the results have them
 
 Table = dict[int, dict[str, dict[tuple[str, str], dict[str, Estimate]]]]
 
@@ -32,6 +33,12 @@ def table(results: Results) -> Table:
         out.setdefault(key.setting, {}).setdefault(key.protocol, {}).setdefault(
             (key.model, key.training), {})[attack] = est
     return out
+
+
+def attack_columns(data: Table) -> tuple[str, ...]:
+    """The write-up's attacks (clean first, as its tables), then AutoAttack where any model has it."""
+    present = {a for s in data.values() for p in s.values() for m in p.values() for a in m}
+    return EXP2_ATTACK_ORDER + tuple(a for a in EXTRA_ATTACKS if a in present)
 
 
 def sorted_models(keys) -> list[tuple[str, str]]:
@@ -50,6 +57,7 @@ def make_figures(results: Results, out_dir: Path) -> list[Path]:
     n_seeds = max((e.n_seeds for s in data.values() for p in s.values() for m in p.values() for e in m.values()),
                   default=1)
     paper = results.profile == "paper"
+    attacks = attack_columns(data)
     written: list[Path] = []
     with default_style():
         for setting in sorted(data):
@@ -59,13 +67,13 @@ def make_figures(results: Results, out_dir: Path) -> list[Path]:
             for ax, protocol in zip(axes, protocols):
                 rows = data[setting][protocol]
                 keys = sorted_models(rows)
-                width = 0.8 / len(EXP2_ATTACK_ORDER)
-                for j, attack in enumerate(EXP2_ATTACK_ORDER):
-                    xs = np.arange(len(keys)) + (j - (len(EXP2_ATTACK_ORDER) - 1) / 2) * width
+                width = 0.8 / len(attacks)
+                for j, attack in enumerate(attacks):
+                    xs = np.arange(len(keys)) + (j - (len(attacks) - 1) / 2) * width
                     ests = [_percent(rows[k].get(attack)) for k in keys]
                     ax.bar(xs, [np.nan if e is None else e.mean for e in ests], width, label=attack,
                            yerr=error_bars(ests), capsize=2, error_kw={"elinewidth": 0.8})
-                    if paper:
+                    if paper and attack in EXP2_ATTACK_ORDER:  # the write-up published no AutoAttack numbers
                         pub = [EXP2_PUBLISHED.get((setting, k[0], k[1]), (np.nan,) * 5)[j] for k in keys]
                         ax.scatter(xs, pub, marker="_", color="k", s=80, zorder=3,
                                    label="published" if j == 0 else None)

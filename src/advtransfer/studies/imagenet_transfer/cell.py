@@ -1,8 +1,9 @@
 """One study-1 cell: build (or load) the model, train it with resumable checkpoints, evaluate it.
 
 Every model is evaluated on the natural test set, on FGSM examples crafted on Base A (the original's transfer
-attack), on white-box FGSM at every eps of the profile and on white-box PGD at the main eps, through each of the
-configured attack backends; its first test images are cross-checked through all three backends.
+attack), on white-box FGSM at every eps of the profile, on white-box PGD at the main eps, through each of the
+configured attack backends, and on white-box AutoAttack at the main eps (torchattacks, the only backend with it;
+``robust_eval``); its first test images are cross-checked through all three backends (APGD-CE: torchattacks vs ART).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import torch.nn.functional as F
 from torch.utils.data import Dataset
 
 from ... import provenance
-from ...attacks import AttackSpec, attack
+from ...attacks import AttackSpec, attack, backends_for
 from ...attacks.crosscheck import crosscheck as crosscheck_backends
 from ...attacks.crosscheck import default_specs
 from ...config.reader import to_plain
@@ -35,7 +36,7 @@ from ...errors import DataError
 from ...io import atomic_write_bytes
 from ...models import weights
 from ...models.classifier import ImageClassifier
-from ...models.mobilenet import build_mobilenet_v2, transfer_model, wrap
+from ...models.mobilenet import DEFAULT_ARCH, build_base, transfer_model, wrap
 from ...results.schema import flags_to_str
 from ..base import Experiment, RunContext
 from .data import Task, figure_label, load_task, user_path
@@ -54,14 +55,19 @@ def training_inputs(exp: Experiment, cell: Cell) -> dict[str, Any]:
     blocks), batch size, the family's schedule, compile. Everything else in the config is evaluation."""
     cfg = exp.cfg
     return {**data_inputs(exp), "base_a": cfg.base_a, "batch_size": cfg.batch_size,
-            "schedule": getattr(cfg.schedules, cell.family), "compile": cfg.compile}
+            "schedule": getattr(cfg.schedules, cell.family), "compile": cfg.compile, **_arch(exp)}
+
+
+def _arch(exp: Experiment) -> dict[str, Any]:
+    """Base A's architecture, for fingerprints: absent for MobileNetV2, so existing checkpoints keep theirs."""
+    return {} if exp.cfg.base_arch == DEFAULT_ARCH else {"base_arch": exp.cfg.base_arch}
 
 
 def base_a_inputs(exp: Experiment) -> dict[str, Any]:
     """What Base A's pretraining on the tiny source task reads."""
     cfg = exp.cfg
     return {"tiny": cfg.tiny, "image_size": cfg.image_size, "base_a": cfg.base_a, "batch_size": cfg.batch_size,
-            "compile": cfg.compile}
+            "compile": cfg.compile, **_arch(exp)}
 
 
 def base_a_key(exp: Experiment, seed: int) -> str:
@@ -104,6 +110,12 @@ class Context:
             t, cfg = self.task, self.cfg
             idx = load_or_make_manifest(self.run.out / "manifests" / f"{self.exp.name}-{protocol}-s{seed}.json",
                                         t.items, t.labels, protocol, cfg.split.test, cfg.split.val, seed)
+            empty = [k for k in ("train", "test") if len(idx[k]) == 0]
+            if empty:
+                raise DataError(f"{self.exp.source.name}[{self.exp.profile}]: the {protocol} split of seed {seed} "
+                                f"leaves no {' and no '.join(empty)} images ({len(t.items)} images in "
+                                f"{t.num_classes} classes, test = {cfg.split.test}, val = {cfg.split.val}); use "
+                                "more images per class or other split fractions")
             test_set = hashlib.sha256("\n".join(t.items[i] for i in idx["test"]).encode()).hexdigest()[:16]
             self._splits[(protocol, seed)] = ({k: subset(t.pool, v) for k, v in idx.items()}, test_set)
         return self._splits[(protocol, seed)]
@@ -115,9 +127,9 @@ class Context:
         return self._base[seed]
 
     def _load_base_a(self, seed: int) -> ImageClassifier:
-        b, t, run = self.cfg.base_a, self.task, self.run
+        b, t, run, arch = self.cfg.base_a, self.task, self.run, self.cfg.base_arch
         if b.source == "pretrain":
-            net = build_mobilenet_v2(t.source_num_classes, b.width_mult, b.stride8, seed=derived_seed(seed, "base_a"))
+            net = build_base(arch, t.source_num_classes, b.width_mult, b.stride8, seed=derived_seed(seed, "base_a"))
             model = wrap(net, b.normalization)
             key = base_a_key(self.exp, seed)
             run.log(f"[{key}] pretraining Base A on the tiny source task ({len(t.source_train)} images)")
@@ -126,13 +138,14 @@ class Context:
                 fingerprint=training_fingerprint(key, **base_a_inputs(self.exp)), device=run.device, log=run.log,
                 precision=self.cfg.precision, compile_model=self.cfg.compile)
             return model.eval()
-        state = (weights.load_state_dict("mobilenet_v2", b.weights) if b.source == "torchvision"
+        state = (weights.load_state_dict(arch, b.weights) if b.source == "torchvision"
                  else weights.load_state_file(user_path(b.path, "base_a.path", self.exp)))
-        net = build_mobilenet_v2(1000, b.width_mult)
+        net = build_base(arch, 1000, b.width_mult)
         try:
             net.load_state_dict(state)
         except RuntimeError as exc:
-            raise DataError(f"Base A weights do not fit torchvision's MobileNetV2 (width {b.width_mult}): "
+            what = f"MobileNetV2 (width {b.width_mult})" if arch == DEFAULT_ARCH else arch
+            raise DataError(f"Base A weights do not fit torchvision's {what}: "
                             f"{str(exc).splitlines()[0]}") from None
         return wrap(net, b.normalization).to(run.device).eval()
 
@@ -140,6 +153,39 @@ class Context:
         """Base A scored on the target task through the class mask (shares Base A's weights)."""
         return ImageClassifier(base.net, tuple(base.mean.flatten().tolist()), tuple(base.std.flatten().tolist()),
                                output_indices=torch.as_tensor(self.task.source_indices)).to(self.run.device).eval()
+
+
+IMAGENET_R_CLASSES = 200
+
+
+def num_classes(exp: Experiment, doc: dict[str, Any] | None = None) -> int | None:
+    """The model's number of outputs: recorded in the cell document, else the task's classes from the config (None
+    for an image folder, whose class count only its files know)."""
+    if doc and isinstance(doc.get("num_classes"), int):
+        return doc["num_classes"]
+    cfg = exp.cfg
+    return cfg.tiny.n_target_classes if cfg.dataset == "tiny" else IMAGENET_R_CLASSES if \
+        cfg.dataset == "imagenet-r" else None
+
+
+def eval_specs(exp: Experiment, n_classes: int | None) -> tuple[list[AttackSpec], AttackSpec, AttackSpec | None]:
+    """FGSM at every eps, white-box PGD at the main eps (eps/4 steps, random start), and white-box AutoAttack at
+    the main eps where ``robust_eval`` applies to a model of ``n_classes`` (None: unknown, taken to apply)."""
+    cfg = exp.cfg
+    fgsm = [AttackSpec.fgsm(eps) for eps in cfg.all_eps]
+    pgd = AttackSpec.pgd(cfg.eps, cfg.eps / 4, cfg.pgd_steps, random_start=True)
+    n = 1000 if n_classes is None else n_classes
+    aa = cfg.robust_eval.spec(cfg.eps, n) if cfg.robust_eval.applies(n) else None
+    return fgsm, pgd, aa
+
+
+def is_complete(exp: Experiment, doc: dict[str, Any]) -> bool:
+    """Whether a finished cell has every evaluation ``exp`` asks for: every backend of FGSM and PGD, and
+    AutoAttack (a cell finished before AutoAttack was added is extended, not skipped)."""
+    fgsm, pgd, aa = eval_specs(exp, num_classes(exp, doc))
+    wanted = {(s.name, b) for s in [*fgsm[:1], pgd, *([aa] if aa else [])] for b in backends_for(exp.cfg.backends, s)}
+    have = {(r["attack"], r["backend"]) for r in doc.get("evaluations", [])}
+    return set(exp.backends) <= set(doc.get("backends", exp.backends)) and wanted <= have
 
 
 def make_runner(exp: Experiment, run: RunContext):
@@ -163,7 +209,7 @@ def run_cell(ctx: Context, cell: Cell, existing: dict | None = None) -> dict:
         model = transfer_model(
             base, cell.n_blocks, trainable_copy=cell.family == "anb_plus", num_classes=ctx.task.num_classes,
             reinit_rest=intended, width_mult=cfg.base_a.width_mult, stride8=cfg.base_a.stride8,
-            seed=derived_seed(cell.seed, cell.model)).to(run.device)
+            seed=derived_seed(cell.seed, cell.model), arch=cfg.base_arch).to(run.device)
         # intended: validation carved from train; as-run: the test set doubles as validation (the original's defect;
         # no selection is made on it, the last epoch is kept, but the numbers it logged came from the test set).
         val = data["val"] if intended else data["test"]
@@ -181,7 +227,9 @@ def run_cell(ctx: Context, cell: Cell, existing: dict | None = None) -> dict:
                     "schedule": [p.__dict__ for p in schedule], "frozen_features": model.frozen_features}
     done = list(existing.get("backends", [])) if existing else []
     backends = [b for b in cfg.backends if b not in done]
-    records = _evaluate(ctx, cell, model, base_masked, data["test"], backends, natural=existing is None)
+    have = {(r["threat"], r["attack"], r["eps"], r["backend"]) for r in existing["evaluations"]} if existing else set()
+    records = _evaluate(ctx, cell, model, base_masked, data["test"], have, natural=existing is None)
+    added = [f"{r['threat']}/{r['attack']}/{r['eps']:g}/{r['backend']}" for r in records]
     if existing is not None:
         records = list(existing["evaluations"]) + records
     checks = [f.to_dict() for f in check_evaluations(cell.model, records)]
@@ -192,7 +240,7 @@ def run_cell(ctx: Context, cell: Cell, existing: dict | None = None) -> dict:
     run.log(f"[{cell.key}] natural {natural:.4f}, FGSM transfer (eps {cfg.eps:g}) {adv:.4f}")
     device_info = provenance.collect(run.device, resolve_precision(cfg.precision, run.device))
     if existing is not None:  # training, cross-check and artefacts are the finished cell's; only rows were added
-        extension = {"backends": backends, "provenance": device_info,
+        extension = {"backends": backends, "evaluations": added, "provenance": device_info,
                      "wall_seconds": round(time.perf_counter() - t0, 3)}
         return {**existing, "backends": done + backends, "evaluations": records, "checks": checks,
                 "extensions": [*existing.get("extensions", []), extension]}
@@ -202,7 +250,8 @@ def run_cell(ctx: Context, cell: Cell, existing: dict | None = None) -> dict:
         artifacts["eps_choice"] = str(write_eps_choice(ctx, cell, base, data["test"]).relative_to(run.out))
     return {
         "protocol": cell.protocol, "seed": cell.seed, "model": cell.model, "family": cell.family,
-        "n_blocks": cell.n_blocks, "metrics": {"natural_accuracy": natural, "fgsm_transfer_accuracy": adv},
+        "n_blocks": cell.n_blocks, "num_classes": outputs_of(model, data["test"], run.device),
+        "metrics": {"natural_accuracy": natural, "fgsm_transfer_accuracy": adv},
         "backends": backends, "evaluations": records, "checks": checks, "crosscheck": cross,
         "training_log": training, "artifacts": artifacts,
         "data": {"dataset": cfg.dataset, "n_train": len(data["train"]), "n_val": len(data["val"]),
@@ -213,19 +262,23 @@ def run_cell(ctx: Context, cell: Cell, existing: dict | None = None) -> dict:
     }
 
 
-def _evaluate(ctx: Context, cell: Cell, model, base_masked, test: Dataset, backends: list[str],
+def _evaluate(ctx: Context, cell: Cell, model, base_masked, test: Dataset, done: set[tuple[str, str, float, str]],
               natural: bool) -> list[dict]:
+    """Every evaluation the config asks for that ``done`` (threat, attack, eps, backend) lacks."""
     cfg, run = ctx.cfg, ctx.run
-    fgsm = [AttackSpec.fgsm(eps) for eps in cfg.all_eps]
-    pgd = AttackSpec.pgd(cfg.eps, cfg.eps / 4, cfg.pgd_steps, random_start=True)
-    run.log(f"[{cell.key}] evaluating on {len(test)} test images ({', '.join(backends) or 'no new backend'}): "
+    n_classes = outputs_of(model, test, run.device)
+    fgsm, pgd, aa = eval_specs(ctx.exp, n_classes)
+    whitebox = [*fgsm, pgd, *([aa] if aa else [])]
+    if aa is None and cfg.robust_eval.autoattack:
+        run.log(f"[{cell.key}] no AutoAttack: {cfg.robust_eval.skip_reason(n_classes)}")
+    run.log(f"[{cell.key}] evaluating on {len(test)} test images ({', '.join(cfg.backends)}; what the cell lacks): "
             f"natural, FGSM transfer from base_a and white-box at eps {', '.join(f'{e:g}' for e in cfg.all_eps)}, "
-            f"white-box {pgd.key()}")
-    evals = evaluate_model(model, cell.model, test, [*fgsm, pgd], transfer=fgsm,
+            f"white-box {pgd.key()}" + (f", white-box {aa.key()} (torchattacks)" if aa else ""))
+    evals = evaluate_model(model, cell.model, test, whitebox, transfer=fgsm,
                            transfer_source=None if cell.family == "base_a" else base_masked,
-                           transfer_key="base_a", backends=backends, batch_size=cfg.eval_batch_size,
+                           transfer_key="base_a", backends=cfg.backends, batch_size=cfg.eval_batch_size,
                            device=run.device, seed=derived_seed(cell.seed, f"{cell.model}/eval"), workers=ctx.workers,
-                           natural=natural)
+                           natural=natural, done=done)
     records = []
     for ev in evals:
         rec = {"attack": ev.attack, "threat": ev.threat, "source_model": ev.source_model, "eps": ev.eps,
@@ -237,14 +290,20 @@ def _evaluate(ctx: Context, cell: Cell, model, base_masked, test: Dataset, backe
     return records
 
 
+def outputs_of(model, dataset: Dataset, device: torch.device) -> int:
+    """The model's number of logits (as-run models keep Base A's source-task head: more than the task's classes)."""
+    with torch.no_grad():
+        return int(model(dataset[0][0][None].to(device)).shape[1])
+
+
 def _crosscheck(ctx: Context, cell: Cell, model, test: Dataset) -> list[dict]:
     cfg = ctx.cfg
     if cfg.crosscheck_subset <= 0:
         return []
     x, y = _first(test, cfg.crosscheck_subset)
+    specs = default_specs(cfg.eps, cfg.pgd_steps, cfg.robust_eval.crosscheck_steps(cfg.pgd_steps))
     rows = [{"model": cell.model, "cell": cell.key, **row}
-            for row in crosscheck_backends(model, x.to(ctx.run.device), y.to(ctx.run.device),
-                                           default_specs(cfg.eps, cfg.pgd_steps),
+            for row in crosscheck_backends(model, x.to(ctx.run.device), y.to(ctx.run.device), specs,
                                            seed=derived_seed(cell.seed, f"{cell.model}/crosscheck"))]
     for row in rows:
         if not row["agree"]:
@@ -260,14 +319,22 @@ def _first(dataset: Dataset, n: int) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def write_eps_choice(ctx: Context, cell: Cell, base: ImageClassifier, test: Dataset) -> Path:
-    """The original's eps-choice figure data: one test image of ``figure_class``, its FGSM versions at each
-    ``figure_eps`` crafted on Base A's full (source-task) head, and Base A's top prediction for each."""
+    """The original's eps-choice figure data: one test image of ``figure_class`` that Base A classifies correctly
+    (so the figure shows what the attack does, not a mistake Base A made anyway; the first of the class if it
+    gets none right), its FGSM versions at each ``figure_eps`` crafted on Base A's full (source-task) head, and
+    Base A's top prediction for each."""
     label = figure_label(ctx.exp, ctx.task)
-    labels = test.labels if hasattr(test, "labels") else None
-    pos = int(np.flatnonzero(np.asarray(labels) == label)[0]) if labels is not None and (
-        np.asarray(labels) == label).any() else 0
-    x, y = test[pos]
+    labels = np.asarray(test.labels) if hasattr(test, "labels") else None
+    candidates = np.flatnonzero(labels == label).tolist() if labels is not None else []
     device = ctx.run.device
+    pos = candidates[0] if candidates else 0
+    for i in candidates:
+        xi, yi = test[i]
+        with torch.no_grad():
+            if int(base(xi.unsqueeze(0).to(device)).argmax(1)) == int(ctx.task.source_indices[int(yi)]):
+                pos = i
+                break
+    x, y = test[pos]
     x = x.unsqueeze(0).to(device)
     y_src = torch.as_tensor([int(ctx.task.source_indices[int(y)])], device=device)
     eps = list(ctx.cfg.figure_eps)

@@ -1,7 +1,8 @@
 """Study 1's conclusions as testable comparisons.
 
-Claim keys: ``(model, kind)`` with kind ``natural``, ``transfer`` (FGSM crafted on Base A, the original's attack)
-or ``whitebox`` (FGSM on the model itself), at the main eps.
+Claim keys: ``(model, kind)`` with kind ``natural``, ``transfer`` (FGSM crafted on Base A, the original's attack),
+``whitebox`` (FGSM on the model itself) or ``autoattack`` (white-box AutoAttack), at the main eps. The white-box
+claim 1.3w is judged under AutoAttack too (1.3aa), beside it in the claims table.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ def claim_key(key: EvalKey) -> tuple | None:
         return (key.model, "natural")
     if key.primary and key.attack == "fgsm" and key.threat in ("transfer", "whitebox"):
         return (key.model, key.threat)
+    if key.primary and key.attack == "autoattack" and key.threat == "whitebox":
+        return (key.model, "autoattack")
     return None
 
 
@@ -91,6 +94,9 @@ CLAIMS: tuple[Claim, ...] = (
     Claim("1.3w", "(the same claim, under white-box FGSM: beyond the original, which only attacked Base A)",
           "white-box FGSM accuracy: every AnB+ > BnB; AnB+ at the largest N > smallest",
           _vs_bnb("whitebox", True, True)),
+    Claim("1.3aa", "(the same claim, under white-box AutoAttack: the evaluation of record since 2020)",
+          "white-box AutoAttack accuracy: every AnB+ > BnB; AnB+ at the largest N > smallest",
+          _vs_bnb("autoattack", True, True)),
     Claim("1.4", "The model with all transferable blocks weights and is allowed for fine tuning has the best "
           "performance and hold its performance the most when facing adversarial attacks.",
           "A16B+ (largest N) > every other model in natural and in FGSM (transfer) accuracy", _best),

@@ -2,15 +2,16 @@
 :class:`Exp1Config` by the kit's one config reader (unknown keys, wrong types, non-finite numbers refused).
 
 Which fields change training is stated once, in :func:`advtransfer.studies.imagenet_transfer.cell.training_inputs`;
-every other field (attacks, eps, figures, backends, cross-check, evaluation batch size) can change without
-retraining anything.
+every other field (attacks, eps, figures, backends, cross-check, AutoAttack's ``robust_eval``, evaluation batch
+size) can change without retraining anything.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Annotated, Literal
 
+from ...attacks.autoattack import AutoAttackSettings
 from ...config.common import (
     Backends,
     Eps,
@@ -23,8 +24,9 @@ from ...config.common import (
     Schedule,
     Seeds,
 )
-from ...config.reader import NonEmpty, Range, Unique
+from ...config.reader import NonEmpty, Range, SafeName, Unique
 from ...errors import ConfigError
+from ...models.mobilenet import DEFAULT_ARCH, check_block_arch
 
 DATASETS = ("tiny", "imagenet-r", "imagefolder")
 BLOCKS = (4, 8, 12, 16)  # N: the first N inverted-residual blocks (SPEC section 2)
@@ -107,8 +109,17 @@ class Exp1Config:
     compile: bool = False  # train through torch.compile
     pgd_steps: PositiveInt = 10  # white-box PGD at the main eps: this many steps of eps/4, random start
     crosscheck_subset: NonNegativeInt = 64  # test images per model attacked through all three backends (0: off)
+    # AutoAttack, white-box on every model at the main eps, and the APGD-CE iterations of the cross-check
+    robust_eval: AutoAttackSettings = field(default_factory=AutoAttackSettings)
+    # Base A's torchvision architecture: MobileNetV2 (the original), or any whose `features` is a sequence of blocks
+    # (mobilenet_v3_small, efficientnet_b0, ...), N then counting entries of that sequence
+    base_arch: SafeName = DEFAULT_ARCH
 
     def validate(self, where: str) -> None:
+        check_block_arch(self.base_arch, self.blocks, f"{where}.base_arch")
+        if self.base_arch != DEFAULT_ARCH and (self.base_a.width_mult != 1.0 or self.base_a.stride8):
+            raise ConfigError(f"{where}.base_a: width_mult and stride8 are MobileNetV2's; base_arch = "
+                              f"{self.base_arch!r} takes neither (leave them unset)")
         if (self.base_a.source == "pretrain") != (self.dataset == "tiny"):
             raise ConfigError(
                 f"{where}.base_a.source = {self.base_a.source!r} does not fit dataset {self.dataset!r}: 'pretrain' "

@@ -75,7 +75,8 @@ def _protocol_sort_key(protocol: str) -> tuple[int, str]:
 
 def summarise(results: Results) -> list[dict[str, Any]]:
     """One dict per (protocol, model), ordered by protocol then model: ``natural``, ``transfer`` (FGSM crafted on
-    Base A), ``whitebox`` (FGSM) at the main eps and ``pgd`` (white-box PGD at the main eps), each an Estimate or
+    Base A), ``whitebox`` (FGSM) at the main eps, ``pgd`` and ``autoattack`` (white-box at the main eps), each an
+    Estimate or
     None; ``eps`` (the main eps), ``n_seeds``, ``family``, ``n_blocks``, ``profile``, ``transfer_drop``
     ((natural - transfer) / natural), and the published pair."""
     families: dict[str, tuple[str, int | None]] = {}
@@ -91,6 +92,8 @@ def summarise(results: Results) -> list[dict[str, Any]]:
             main_eps.setdefault((key.protocol, key.model, kind), set()).add(key.eps)
         elif key.primary and key.threat == "whitebox" and key.attack == "pgd":
             kind = "pgd"
+        elif key.primary and key.threat == "whitebox" and key.attack == "autoattack":
+            kind = "autoattack"
         else:
             continue
         entry = entries.setdefault((key.protocol, key.model), {"protocol": key.protocol, "model": key.model})
@@ -104,12 +107,13 @@ def summarise(results: Results) -> list[dict[str, Any]]:
     table = []
     for (protocol, model) in sorted(entries, key=lambda pm: (_protocol_sort_key(pm[0]), model_sort_key(pm[1]))):
         e = entries[(protocol, model)]
-        for kind in (*THREATS, "pgd"):
+        for kind in (*THREATS, "pgd", "autoattack"):
             e.setdefault(kind, None)
         e.setdefault("eps", None)
         e["family"], e["n_blocks"] = families.get(model, ("", None))
         e["profile"] = results.profile
-        e["n_seeds"] = max((x.n_seeds for x in (e[k] for k in (*THREATS, "pgd")) if x is not None), default=0)
+        e["n_seeds"] = max((x.n_seeds for x in (e[k] for k in (*THREATS, "pgd", "autoattack")) if x is not None),
+                           default=0)
         nat, adv = e["natural"], e["transfer"]
         e["transfer_drop"] = (nat.mean - adv.mean) / nat.mean if nat is not None and adv is not None and nat.mean \
             else None
