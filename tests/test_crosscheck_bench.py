@@ -53,6 +53,39 @@ def test_random_start_tolerance_shrinks_with_n() -> None:
     assert random_start_tolerance(0.0, 100) == pytest.approx(0.01)  # one example when outcomes cannot vary
 
 
+@pytest.mark.parametrize("n", [16, 128, 1000])
+@pytest.mark.parametrize("p", [0.02, 0.1, 0.5, 0.9])
+def test_random_start_tolerance_rarely_flags_two_correct_backends_and_catches_a_shifted_one(p: float, n: int) -> None:
+    """The contract behind the tolerance, simulated: two correct backends are two independent Bernoulli draws per
+    example, and the cross-check's tolerance (at their pooled accuracy) flags them about 0.3% of the time (at most
+    0.6% allowed here for 4,000 trials; 1 sigma would flag about a third). From 128 examples on, a backend whose
+    success rate is 6 sigma off is caught in most trials, so the tolerance does not wave a broken one through."""
+    import numpy as np
+
+    rng = np.random.default_rng(1234)
+    trials = 4000
+    sigma = (2 * p * (1 - p) / n) ** 0.5
+    reference, correct = rng.binomial(n, p, trials) / n, rng.binomial(n, p, trials) / n
+    shifted = rng.binomial(n, min(1.0, p + 6 * sigma), trials) / n
+
+    def flagged(a: np.ndarray, b: np.ndarray) -> float:
+        return float(np.mean([abs(x - y) > random_start_tolerance((x + y) / 2, n) for x, y in zip(a, b)]))
+
+    assert flagged(reference, correct) <= 0.006
+    if n >= 128:
+        assert flagged(reference, shifted) >= 0.5
+
+
+def test_crosscheck_tolerance_is_taken_at_the_pooled_accuracy(small_cnn, monkeypatch) -> None:
+    seen = []
+    monkeypatch.setattr("advtransfer.attacks.crosscheck.random_start_tolerance",
+                        lambda acc, n: seen.append(acc) or 1.0)
+    model, x, y = small_cnn
+    rows = crosscheck(model, x[:16], y[:16], [AttackSpec.pgd(8 / 255, 2 / 255, 2, random_start=True)])
+    want = [(r["accuracy"][a] + r["accuracy"][b]) / 2 for r in rows for a, b in [r["backends"].split(" vs ")]]
+    assert seen == pytest.approx(want) and len(seen) == 2
+
+
 def test_crosscheck_cli_writes_tables_and_exit_code(tmp_path, small_cnn, monkeypatch) -> None:
     monkeypatch.setattr("advtransfer.engine.reference_models.reference_model",
                         lambda name, seed=0, device=None: small_cnn)

@@ -17,6 +17,9 @@ import torchvision
 
 from advtransfer.errors import DataError
 from advtransfer.models import weights
+from httpserver import LocalFileServer
+
+_REAL_DOWNLOAD = torch.hub.download_url_to_file  # before the no_network fixture replaces it
 
 MODEL, NAME = "mobilenet_v2", "IMAGENET1K_V1"
 FETCH_COMMAND = "advtransfer data fetch weights"
@@ -218,3 +221,51 @@ def test_fetch_with_corrupt_cache_reports_corrupt(monkeypatch: pytest.MonkeyPatc
     save_state(weights.cache_path(MODEL, NAME))
     with pytest.raises(DataError, match="corrupt"):
         weights.fetch(MODEL, NAME, progress=False)
+
+
+# ------------------------------------------------------------------ real downloads from a server on 127.0.0.1 ---
+
+
+def _served_weights(monkeypatch: pytest.MonkeyPatch, url: str):
+    """torchvision's own weights machinery (WeightsEnum.get_state_dict -> torch.hub) pointed at ``url``: only the
+    address is replaced (the network boundary); the download, its hash check and the cache are the real ones."""
+    from torchvision.models._api import Weights, WeightsEnum
+
+    class Served(WeightsEnum):
+        V1 = Weights(url=url, transforms=None, meta={})
+
+    monkeypatch.setattr(weights, "_weights_enum", lambda model, name: Served.V1)
+    monkeypatch.setattr(torch.hub, "download_url_to_file", _REAL_DOWNLOAD)
+
+
+def _state_bytes(tmp_path: Path) -> tuple[bytes, dict[str, torch.Tensor]]:
+    state = {"w": torch.arange(12.0).reshape(3, 4), "b": torch.ones(3)}
+    torch.save(state, tmp_path / "state.pth")
+    return (tmp_path / "state.pth").read_bytes(), state
+
+
+def test_fetch_downloads_checks_and_loads_weights_over_http(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    payload, state = _state_bytes(tmp_path)
+    name = f"tiny-{hashlib.sha256(payload).hexdigest()[:8]}.pth"
+    with LocalFileServer() as server:
+        _served_weights(monkeypatch, server.add(name, payload))
+        path = weights.fetch(MODEL, NAME, progress=False)
+    assert path == Path(torch.hub.get_dir()) / "checkpoints" / name and path.read_bytes() == payload
+    loaded = weights.load_state_dict(MODEL, NAME)
+    assert loaded.keys() == state.keys() and all(torch.equal(loaded[k], state[k]) for k in state)
+
+
+def test_fetch_refuses_a_download_whose_hash_is_not_the_pinned_one(tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """The server sends a valid state_dict under a name pinning another hash: torchvision's check_hash refuses it
+    before it reaches the cache (without the check the file would land there and be found corrupt only later)."""
+    payload, _ = _state_bytes(tmp_path)
+    wrong = "0" * 8 if not hashlib.sha256(payload).hexdigest().startswith("0" * 8) else "f" * 8
+    with LocalFileServer() as server:
+        _served_weights(monkeypatch, server.add(f"tiny-{wrong}.pth", payload))
+        with pytest.raises(DataError, match=rf"^could not download {MODEL} weights {NAME}: invalid hash value "
+                                            rf"\(expected \"{wrong}\", got \"[0-9a-f]{{64}}\"\)"):
+            weights.fetch(MODEL, NAME, progress=False)
+        assert len(server.requests) == 1
+    checkpoints = Path(torch.hub.get_dir()) / "checkpoints"
+    assert not checkpoints.exists() or list(checkpoints.iterdir()) == []  # nothing cached, no partial file
