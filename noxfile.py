@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import glob
+import os
 
 import nox
 
@@ -18,9 +19,26 @@ def _install(session: nox.Session, extras: str = "test") -> None:
 
 @nox.session
 def tests(session: nox.Session) -> None:
-    """Run the test suite on CPU, offline (pass pytest arguments after --, e.g. -- -m 'not slow')."""
+    """Run the test suite on CPU, offline, on every core (pass pytest arguments after --, e.g. -- -m 'not slow').
+
+    One pytest-xdist worker per core, each at one torch thread (OMP_NUM_THREADS, which subprocesses inherit, so a
+    run in a test's process and one in its subprocess reduce floats in the same order); set OMP_NUM_THREADS to run
+    at another count, e.g. `OMP_NUM_THREADS=4 nox -s tests -- -n 0 -m slow -k demo`."""
     _install(session)
-    session.run("python", "-m", "pytest", *(session.posargs or ["-q"]), env={"CUDA_VISIBLE_DEVICES": ""})
+    threads = os.environ.get("OMP_NUM_THREADS", "1")
+    session.run("python", "-m", "pytest", *(session.posargs or ["-q", "-n", "auto", "--dist", "loadgroup"]),
+                env={"CUDA_VISIBLE_DEVICES": "", "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads})
+
+
+@nox.session
+def mutants(session: nox.Session) -> None:
+    """Mutation testing (mutmut; modules and tests in pyproject.toml's [tool.mutmut]); not in CI, it takes about an
+    hour on 2 cores. Then tools/mutants_report.py: the score per module, survivors to mutants/survivors.txt, and a
+    failure for any survivor without a reason in mutmut-survivors.md (-- mutmut arguments, e.g. a mutant's name)."""
+    _install(session, "dev")
+    session.run("mutmut", "run", "--max-children", str(os.cpu_count() or 1), *session.posargs,
+                env={"CUDA_VISIBLE_DEVICES": "", "OMP_NUM_THREADS": "1"})
+    session.run("python", "tools/mutants_report.py")
 
 
 @nox.session
@@ -47,7 +65,6 @@ def bench(session: nox.Session) -> None:
     backward); -- extra arguments go to `advtransfer bench attacks`), then training-step img/s of plain DataLoader vs
     tensor cache on cifar10-jpg (data root $ADVTRANSFER_DATA or ./data; unpacked from ../shared/data/cifar10-jpg
     when only that is there; skipped with a message when neither is)."""
-    import os
     from pathlib import Path
 
     _install(session)

@@ -20,6 +20,7 @@ TESTS_DIR = Path(__file__).resolve().parent
 REPO_ROOT = TESTS_DIR.parent
 SHARED = REPO_ROOT.parent / "shared"
 sys.path.insert(0, str(TESTS_DIR))  # tests/httpserver.py and friends
+pytest_plugins = ["skipcheck"]  # CI: every skip on tests/skip_allowlist.txt (tests/skipcheck.py)
 
 MINI_EXP1 = """
 [experiment]
@@ -78,6 +79,30 @@ epochs = 1
 """
 
 
+# The modules whose tests take longest in all (module-scoped mini runs, multi-process runs): scheduled first, so no
+# long module is left running alone at the end (`nox -s tests` runs pytest-xdist with --dist loadgroup).
+HEAVY_MODULES = ("test_study2", "test_cli_exp1", "test_jobs", "test_bad_input", "test_progress_logs", "test_scale",
+                 "test_architectures", "test_studies", "test_bench_gpu", "test_backends")
+
+
+@pytest.hookimpl(tryfirst=True)  # after pytest-randomly's shuffle, before xdist reads the groups
+def pytest_collection_modifyitems(config, items) -> None:
+    """Order for two or more xdist workers: the slow demo-profile tests first, one per worker (each is minutes
+    long), then each module's tests as one xdist group (a module-scoped fixture, e.g. a trained mini grid, is
+    built by one worker only), the heaviest modules first. Within a group pytest-randomly's order is kept."""
+    def module(item) -> str:
+        return item.nodeid.split("::", 1)[0].rsplit("/", 1)[-1].removesuffix(".py")
+
+    slow = sorted((i for i in items if i.get_closest_marker("slow")),
+                  key=lambda i: (module(i) != "test_cli_exp1", module(i) != "test_study2", i.nodeid))
+    rest = [i for i in items if not i.get_closest_marker("slow")]
+    for item in rest:
+        item.add_marker(pytest.mark.xdist_group(module(item)))
+    rank = {name: k for k, name in enumerate(HEAVY_MODULES)}
+    rest.sort(key=lambda i: rank.get(module(i), len(rank)))  # stable: the shuffled order stays within a module
+    items[:] = slow + rest
+
+
 @pytest.fixture
 def mini_exp1(tmp_path: Path) -> Path:
     """Path to a miniature exp1 config (profile ``mini``): 6 source / 3 target classes, 16 px, N in {4, 16}."""
@@ -112,3 +137,19 @@ def _restore_torch_threads() -> Iterator[None]:
     threads = torch.get_num_threads()
     yield
     torch.set_num_threads(threads)
+
+
+
+def copy_run_without_autoattack(run: Path, out: Path) -> dict[Path, tuple[int, int]]:
+    """A copy of a finished run folder as a run from before AutoAttack existed: its cells without AutoAttack rows,
+    everything else hard-linked. Returns each checkpoint's (inode, mtime), to show a rerun rewrites none."""
+    import json
+    import shutil
+
+    shutil.copytree(run, out, ignore=shutil.ignore_patterns("cells"), copy_function=os.link)
+    (out / "cells").mkdir()
+    for path in (run / "cells").iterdir():
+        doc = json.loads(path.read_text())
+        doc["evaluations"] = [r for r in doc["evaluations"] if r["attack"] != "autoattack"]
+        (out / "cells" / path.name).write_text(json.dumps(doc))
+    return {p: (p.stat().st_ino, p.stat().st_mtime_ns) for p in (out / "checkpoints").rglob("*.pt")}

@@ -290,9 +290,19 @@ def test_attack_does_not_touch_inputs(model: ImageClassifier, batch: tuple[torch
          "pgd-no-step", "step0", "step<0", "step-nan", "steps0", "targeted-fgsm", "targeted-pgd", "norm-l2",
          "fgsm_rs-no-random-start", "fgsm_rs-steps3"],
 )
-def test_attack_spec_rejects_invalid(kwargs: dict) -> None:
-    with pytest.raises(ConfigError):
+def test_attack_spec_rejects_invalid(kwargs: dict, request: pytest.FixtureRequest) -> None:
+    # Each refusal names what is wrong (and the rule), not only its type.
+    expected = {"unknown-name": "unknown attack 'cw'; valid: fgsm, pgd", "eps<0": "eps = -0.01: ",
+                "eps>1": "eps = 1.5: ", "eps-nan": "eps = nan: ", "eps-inf": "eps = inf: ",
+                "fgsm-steps2": "fgsm is one step from the clean input", "fgsm-random-start": "random_start = false",
+                "pgd-no-step": "got None", "step0": "got 0.0", "step<0": "got -0.01", "step-nan": "got nan",
+                "steps0": "steps = 0: must be an integer >= 1", "targeted-fgsm": "targeted attacks are not supported",
+                "targeted-pgd": "use targeted = false", "norm-l2": "attack norm 'l2' is not supported; valid: linf",
+                "fgsm_rs-no-random-start": "fgsm_rs is one step from a random start",
+                "fgsm_rs-steps3": "steps = 1, random_start = true"}[request.node.callspec.id]
+    with pytest.raises(ConfigError) as info:
         AttackSpec(**kwargs)
+    assert expected in str(info.value)
 
 
 def test_attack_spec_error_names_valid_attacks() -> None:
@@ -345,8 +355,10 @@ def test_check_adversarial_rejects_invalid_batch(defect: str) -> None:
         adv[2, 1, 0, 0] = math.nan
     else:
         adv = adv[:3]
-    with pytest.raises(AttackCheckError):
+    with pytest.raises(AttackCheckError) as info:
         check_adversarial(x, adv, 0.03)
+    assert {"out-of-ball": "exceeds eps 0.03", "above-1": "leave [0, 1]", "below-0": "leave [0, 1]",
+            "nan": "contains NaN", "shape": "has shape (3, 3, 5, 5), input (4, 3, 5, 5)"}[defect] in str(info.value)
 
 
 # ------------------------------------------------------------------------------------------------ properties

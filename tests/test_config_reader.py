@@ -533,8 +533,9 @@ def test_unsupported_schema_is_a_type_error():
 
 
 def test_config_error_is_a_user_error():
-    with pytest.raises(UserError):
+    with pytest.raises(UserError) as info:
         read(Step, {}, "x")
+    assert info.value.exit_code == 2 and str(info.value).startswith("x")
 
 
 # ---------------------------------------------------------------------------------------------------------------------

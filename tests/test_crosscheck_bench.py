@@ -143,3 +143,17 @@ def test_reference_model_is_deterministic() -> None:
     assert torch.equal(xa, xb)
     for (ka, va), (kb, vb) in zip(a.state_dict().items(), b.state_dict().items()):
         assert ka == kb and torch.equal(va, vb)
+
+
+def test_crosscheck_cli_on_the_real_mobilenet_reference_model(tmp_path) -> None:
+    """`advtransfer crosscheck --model mobilenet-demo` end to end (the kit trains the reference model, no mock):
+    every deterministic attack bit-identical across backends, every comparison within its bound."""
+    out = tmp_path / "cc"
+    assert main(["crosscheck", "--model", "mobilenet-demo", "--n", "16", "--steps", "2", "--out", str(out)]) == 0
+    rows = json.loads((out / "crosscheck.json").read_text())["rows"]
+    assert {r["model"] for r in rows} == {"mobilenet-demo"} and len(rows) == 7
+    assert {r["backends"] for r in rows} == {"native vs torchattacks", "native vs art", "torchattacks vs art"}
+    for r in rows:
+        assert r["agree"] and r["n"] == 16, r
+        if not r["random_start"]:
+            assert r["max_abs_diff"] == 0.0, r  # FGSM and PGD without a random start: bit for bit on CPU

@@ -65,6 +65,28 @@ def device_name(device: torch.device) -> str:
     return platform.processor() or platform.machine()
 
 
+@lru_cache(maxsize=1)
+def cpu_kernels() -> dict[str, object]:
+    """What decides CPU float results besides the code and the seed (README, "Determinism"): the processor, the
+    instruction set torch's kernels dispatch to (AVX2, AVX512, ...), the thread count (recorded as torch_threads)
+    and the oneDNN / MKL builds inside torch. Same values, same numbers bit for bit; any differs, small differences
+    are expected."""
+    import re
+
+    model = None
+    try:
+        model = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                      if line.startswith("model name")), None)
+    except OSError:
+        pass
+    config = torch.__config__.show()
+    onednn = re.search(r"MKL-DNN (v[\d.]+)", config)
+    mkl = re.search(r"Math Kernel Library Version ([\w.-]+)", config)
+    return {"model": model or platform.processor() or platform.machine(),
+            "capability": torch.backends.cpu.get_cpu_capability(),
+            "onednn": onednn.group(1) if onednn else None, "mkl": mkl.group(1) if mkl else None}
+
+
 def collect(device: torch.device, training_precision: str | None = None) -> dict[str, object]:
     return {
         "training_precision": training_precision,
@@ -78,6 +100,7 @@ def collect(device: torch.device, training_precision: str | None = None) -> dict
         "device": str(device),
         "device_name": device_name(device),
         "torch_threads": torch.get_num_threads(),
+        "cpu": cpu_kernels(),
         "platform": platform.platform(),
         "image_packages": image_packages(),
         "image_revision": image_revision(),

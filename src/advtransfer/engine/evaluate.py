@@ -39,6 +39,12 @@ class Evaluation:
         return float(self.flags.mean()) if len(self.flags) else float("nan")
 
 
+def deterministic(spec: AttackSpec) -> bool:
+    """Whether the attack draws nothing at random (no random start, no sampled neighbours): the same model and
+    batch give the same examples."""
+    return spec.name in ("fgsm", "pgd", "nifgsm") and not spec.random_start
+
+
 def attack_generator(seed: int, threat: str, backend: str, spec: AttackSpec) -> torch.Generator:
     """The random stream of one (threat, backend, attack) evaluation: its own, so adding a backend or an attack
     to a run never changes another evaluation's random starts."""
@@ -61,6 +67,7 @@ def evaluate_model(
     workers: int = 0,
     natural: bool = True,
     done: Collection[tuple[str, str, float, str]] = (),
+    transfer_cache: dict | None = None,
 ) -> list[Evaluation]:
     """Natural accuracy (unless ``natural`` is false), then per backend: each ``whitebox`` spec crafted on ``model``
     itself and, with a ``transfer_source``, each ``transfer`` spec crafted on it and classified by ``model``. One
@@ -69,7 +76,11 @@ def evaluate_model(
 
     Each spec runs through the ``backends`` that implement it, or, where none does, through the one backend that
     has it (:func:`advtransfer.attacks.backends_for`: AutoAttack through torchattacks). ``done``: evaluations to
-    skip, as ``(threat, attack name, eps, backend)`` (those an earlier run of the cell already has)."""
+    skip, as ``(threat, attack name, eps, backend)`` (those an earlier run of the cell already has).
+
+    ``transfer_cache``: a dict kept by the caller across models that share ``transfer_source`` and ``dataset``;
+    transfer examples of attacks without a random start are crafted once and reused from it (they depend only on
+    the source, the batch and the spec), so the flags are the same with or without it."""
     model.eval()
     if transfer_source is not None:
         transfer_source.eval()
@@ -89,12 +100,19 @@ def evaluate_model(
         with torch.no_grad():
             return (model(x).argmax(1) == y).cpu().numpy()
 
-    for x, y in batches(dataset, batch_size, workers=workers):
+    for index, (x, y) in enumerate(batches(dataset, batch_size, workers=workers)):
         x, y = x.to(device), y.to(device)
         if natural:
             flags.setdefault(("natural", "", "none", 0.0, ""), []).append(correct(x, y))
         for threat, source_key, source, spec, backend, generator in plan:
-            adv = attack(source, x, y, spec, backend, generator=generator)
+            cached = transfer_cache is not None and threat == "transfer" and deterministic(spec)
+            key = (index, batch_size, spec.key(), backend)
+            if cached and key in transfer_cache:
+                adv = transfer_cache[key].to(device)
+            else:
+                adv = attack(source, x, y, spec, backend, generator=generator)
+                if cached:
+                    transfer_cache[key] = adv.detach().cpu()
             flags.setdefault((threat, source_key, spec.name, spec.eps, backend), []).append(correct(adv, y))
     return [Evaluation(name, threat, source, eps, backend, np.concatenate(parts).astype(bool))
             for (threat, source, name, eps, backend), parts in flags.items()]

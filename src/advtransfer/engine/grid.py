@@ -71,9 +71,26 @@ def run_experiment(exp: Experiment, run: RunContext, *, download: bool = False,
                           {"study": exp.study.name, "experiment": exp.name, "profile": exp.profile,
                            "source": str(exp.source), "config": to_plain(exp.cfg)})
     runner = exp.study.runner(exp, run)
-    busy = []
+    busy, deferred = [], []
+    needs = {cell.key: exp.study.dependencies(exp, cell) for cell in grid}
+    needed_by: dict[str, list[str]] = {}
+    for key, deps in needs.items():
+        for dep in deps:
+            needed_by.setdefault(dep, []).append(key)
     with bar(len(grid), f"{exp.name} cells", "cell") as progress:
         for i, cell in enumerate(grid, 1):
+            # A cell whose pretraining or clean model another process (a --jobs worker, a shard) is training now
+            # waits for it at the end of the walk, not here: other cells keep this process busy meanwhile. Each
+            # cell's result does not depend on when it is computed, so results stay byte-identical.
+            training = distributed.on_main(lambda cell=cell: _training_elsewhere(run, cell, needs, needed_by))
+            if training is not None:
+                run.log(f"[{cell.key}] needs {training[0]}, which {training[1]} is training: deferred "
+                        f"({i}/{len(grid)})")
+                deferred.append((i, cell))
+                continue
+            _run_cell(exp, run, runner, cell, i, len(grid), busy)
+            progress(1)
+        for i, cell in deferred:
             _run_cell(exp, run, runner, cell, i, len(grid), busy)
             progress(1)
     if busy:
@@ -111,6 +128,25 @@ def _run_cell(exp: Experiment, run: RunContext, runner, cell: Cell, i: int, n: i
         distributed.barrier()
     finally:
         lock.release()
+
+
+def _training_elsewhere(run: RunContext, cell: Cell, needs: dict[str, list[str]],
+                        needed_by: dict[str, list[str]]) -> tuple[str, str] | None:
+    """(training, holder) where another live process is training something the cell needs, or None (also for a
+    cell already done: it is skipped at once). Either the training's own lock is held, or the lock of another cell
+    that needs the same training (a cell takes its lock a moment before its first training starts)."""
+    if store.cell_path(run.out, cell.key).is_file():
+        return None
+    for key in needs[cell.key]:
+        lock = FileLock(Path(run.out) / "checkpoints" / key / ".lock", key)
+        if lock.busy():
+            return key, lock.describe()
+        for other in [*needed_by.get(key, []), *([key] if key in needs else [])]:  # the cell it is named after
+            if other != cell.key:
+                other_lock = cell_lock(run.out, other, run.log)
+                if other_lock.busy() and not store.cell_path(run.out, other).is_file():
+                    return key, f"{other_lock.describe()} (cell {other})"
+    return None
 
 
 def _status(exp: Experiment, run: RunContext, key: str, lock: FileLock) -> str:

@@ -68,6 +68,11 @@ class FileLock:
             return not _alive(holder["pid"])
         return age > STALE_S
 
+    def busy(self) -> bool:
+        """Whether another live process holds the lock now (without taking it)."""
+        holder = self.holder()
+        return holder is not None and not self._held and not self.stale(holder)
+
     def describe(self, holder: dict | None = None) -> str:
         holder = self.holder() if holder is None else holder
         if not holder:

@@ -135,6 +135,12 @@ class Study:
         and add only what is missing."""
         raise NotImplementedError
 
+    def dependencies(self, exp: Experiment, cell: Cell) -> list[str]:
+        """The trainings (checkpoint folder names) ``cell`` needs besides its own: a shared pretraining, the clean
+        model an adversarial training starts from. A worker that finds one of them being trained by another
+        process computes other cells first instead of waiting (default: none)."""
+        return []
+
     def is_complete(self, exp: Experiment, doc: dict[str, Any]) -> bool:
         """Whether a finished cell's document has everything ``exp`` asks for (default: every attack backend)."""
         return set(exp.backends) <= set(doc.get("backends", exp.backends))

@@ -35,6 +35,7 @@ class CifarAdversarialTraining(Study):
     preflight = staticmethod(data.preflight)
     fetch = staticmethod(data.fetch)
     runner = staticmethod(cell.make_runner)
+    dependencies = staticmethod(cell.dependencies)
     report_section = staticmethod(report.section)
     errata = staticmethod(report.errata)
     published = staticmethod(claims_module.published)

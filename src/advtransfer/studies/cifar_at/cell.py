@@ -168,6 +168,12 @@ def training_fingerprints(exp: Experiment, cell: Cell) -> dict[str, str]:
     return out
 
 
+def dependencies(exp: Experiment, cell: Cell) -> list[str]:
+    """The trainings the cell waits for besides its own (the grid walk defers a cell whose dependency another
+    process is training): every checkpoint folder of :func:`training_fingerprints` but the cell's."""
+    return [key for key in training_fingerprints(exp, cell) if key != cell.key]
+
+
 def pretrain_key(exp: Experiment) -> str:
     return f"{exp.name}-resnet18-pretrain"
 
@@ -387,7 +393,7 @@ def run_cell(ctx: Context, cell: Cell, existing: dict | None = None) -> dict:
         return {**existing, "backends": backends, "evaluations": records, "checks": checks,
                 "extensions": [*existing.get("extensions", []), extension]}
     cross = []
-    if cfg.crosscheck_subset > 0:
+    if cfg.crosscheck_subset > 0 and cell.seed == cfg.seeds[0]:  # the first seed's models: as study 1's cells
         n = min(cfg.crosscheck_subset, len(data["test"]))
         x, y = data["test"].images[:n].to(run.device), data["test"].labels[:n].to(run.device)
         specs = default_specs(cfg.eps, cfg.steps, cfg.robust_eval.crosscheck_steps(cfg.steps))

@@ -85,6 +85,12 @@ def training_fingerprints(exp: Experiment, cell: Cell) -> dict[str, str]:
     return out
 
 
+def dependencies(exp: Experiment, cell: Cell) -> list[str]:
+    """The trainings the cell waits for besides its own (the grid walk defers a cell whose dependency another
+    process is training): every checkpoint folder of :func:`training_fingerprints` but the cell's."""
+    return [key for key in training_fingerprints(exp, cell) if key != cell.key]
+
+
 @dataclass
 class Context:
     exp: Experiment
@@ -93,6 +99,7 @@ class Context:
     _task: Task | None = None
     _base: dict[int, ImageClassifier] = field(default_factory=dict)
     _splits: dict[tuple[str, int], tuple[dict[str, Dataset], str]] = field(default_factory=dict)
+    _transfer: dict[tuple[str, int], dict] = field(default_factory=dict)
 
     @property
     def cfg(self):
@@ -149,6 +156,15 @@ class Context:
                             f"{str(exc).splitlines()[0]}") from None
         return wrap(net, b.normalization).to(run.device).eval()
 
+    def transfer_cache(self, cell: Cell, test: Dataset) -> dict | None:
+        """The FGSM examples crafted on Base A for one split's test images, shared by every model of the split:
+        deterministic, so crafting them once per process changes no number. None (no caching) where they would
+        take more than TRANSFER_CACHE_BYTES (ImageNet-R at 224 px: gigabytes)."""
+        per_example = test[0][0].numel() * 4 * len(self.cfg.all_eps) * len(self.cfg.backends)
+        if len(test) * per_example > TRANSFER_CACHE_BYTES:
+            return None
+        return self._transfer.setdefault((cell.protocol, cell.seed), {})
+
     def masked(self, base: ImageClassifier) -> ImageClassifier:
         """Base A scored on the target task through the class mask (shares Base A's weights)."""
         return ImageClassifier(base.net, tuple(base.mean.flatten().tolist()), tuple(base.std.flatten().tolist()),
@@ -156,6 +172,7 @@ class Context:
 
 
 IMAGENET_R_CLASSES = 200
+TRANSFER_CACHE_BYTES = 256 * 2**20
 
 
 def num_classes(exp: Experiment, doc: dict[str, Any] | None = None) -> int | None:
@@ -278,7 +295,7 @@ def _evaluate(ctx: Context, cell: Cell, model, base_masked, test: Dataset, done:
                            transfer_source=None if cell.family == "base_a" else base_masked,
                            transfer_key="base_a", backends=cfg.backends, batch_size=cfg.eval_batch_size,
                            device=run.device, seed=derived_seed(cell.seed, f"{cell.model}/eval"), workers=ctx.workers,
-                           natural=natural, done=done)
+                           natural=natural, done=done, transfer_cache=ctx.transfer_cache(cell, test))
     records = []
     for ev in evals:
         rec = {"attack": ev.attack, "threat": ev.threat, "source_model": ev.source_model, "eps": ev.eps,
@@ -298,7 +315,9 @@ def outputs_of(model, dataset: Dataset, device: torch.device) -> int:
 
 def _crosscheck(ctx: Context, cell: Cell, model, test: Dataset) -> list[dict]:
     cfg = ctx.cfg
-    if cfg.crosscheck_subset <= 0:
+    if cfg.crosscheck_subset <= 0 or cell.seed != cfg.seeds[0]:
+        # The first seed's models only: every (protocol, model) is still checked once; another seed's model is
+        # the same architecture under the same attacks, so a second check tests the backends on nothing new.
         return []
     x, y = _first(test, cfg.crosscheck_subset)
     specs = default_specs(cfg.eps, cfg.pgd_steps, cfg.robust_eval.crosscheck_steps(cfg.pgd_steps))
