@@ -458,3 +458,16 @@ def test_unpaired_difference_contract(left, right):
     assert d.method == "unpaired"
     assert d.diff == pytest.approx(a.mean - b.mean, abs=1e-12)
     assert -1.0 <= d.low <= d.diff + 1e-12 and d.diff - 1e-12 <= d.high <= 1.0
+
+
+def test_two_paired_seeds_that_disagree_widen_the_interval_to_the_seed_spread():
+    """Two seeds whose differences are +0.4 and -0.4 on 10 images each: the pooled McNemar table sees no
+    difference, the interval must still hold the across-seed spread, Z * sd / sqrt(2) either side of 0."""
+    left, right = paired_pair([(3, 5, 1, 1), (3, 1, 5, 1)])
+    d = difference(left, right)
+    assert d.method == "paired" and d.diff == pytest.approx(0.0, abs=1e-12)
+    half = Z * float(np.std([0.4, -0.4], ddof=1)) / math.sqrt(2)
+    assert half == pytest.approx(0.784, abs=1e-3)
+    pooled_low, pooled_high = newcombe(6, 6, 6, 2)
+    assert pooled_high < half  # the pooled table alone would give a narrower interval
+    assert (d.low, d.high) == pytest.approx((-half, half), abs=1e-12)

@@ -22,7 +22,7 @@ from httpserver import LocalFileServer
 _REAL_DOWNLOAD = torch.hub.download_url_to_file  # before the no_network fixture replaces it
 
 MODEL, NAME = "mobilenet_v2", "IMAGENET1K_V1"
-FETCH_COMMAND = "advtransfer data fetch weights"
+FETCH_COMMAND = "advtransfer data fetch weights --model mobilenet_v2 --weights IMAGENET1K_V1"
 
 
 @pytest.fixture(autouse=True)
@@ -269,3 +269,49 @@ def test_fetch_refuses_a_download_whose_hash_is_not_the_pinned_one(tmp_path: Pat
         assert len(server.requests) == 1
     checkpoints = Path(torch.hub.get_dir()) / "checkpoints"
     assert not checkpoints.exists() or list(checkpoints.iterdir()) == []  # nothing cached, no partial file
+
+
+class Payload:
+    """Unpickling this runs code: it touches a file (what a malicious checkpoint would do instead)."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.touch, (self.marker,))
+
+
+def test_fetch_never_unpickles_code_from_a_download(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A served file with the right hash that holds code (a pickle whose loading runs a function): torchvision
+    loads the download with ``weights_only=True``, so the code never runs, and the failure is one DataError."""
+    marker = tmp_path / "code-ran"
+    torch.save({"w": torch.zeros(2), "x": Payload(marker)}, tmp_path / "evil.pth")
+    payload = (tmp_path / "evil.pth").read_bytes()
+    assert not marker.exists()
+    name = f"tiny-{hashlib.sha256(payload).hexdigest()[:8]}.pth"
+    with LocalFileServer() as server:
+        _served_weights(monkeypatch, server.add(name, payload))
+        with pytest.raises(DataError, match=rf"^could not download {MODEL} weights {NAME}: .*Weights only load"):
+            weights.fetch(MODEL, NAME, progress=False)
+    assert not marker.exists()
+
+
+def test_load_state_file_never_runs_code_and_says_what_to_do(tmp_path: Path) -> None:
+    marker = tmp_path / "code-ran"
+    path = tmp_path / "evil.pth"
+    torch.save({"w": torch.zeros(2), "x": Payload(marker)}, path)
+    with pytest.raises(DataError) as info:
+        weights.load_state_file(path)
+    assert not marker.exists()
+    message = str(info.value)
+    assert message.startswith(f"{path} is not a readable PyTorch state_dict (UnpicklingError: ")
+    assert message.endswith("; delete it and fetch it again")
+
+
+@pytest.mark.parametrize("value, found", [(torch.zeros(3), "Tensor"), ([torch.zeros(3)], "list")])
+def test_a_file_without_a_state_dict_names_what_it_holds(tmp_path: Path, value: object, found: str) -> None:
+    path = tmp_path / "bad.pth"
+    torch.save(value, path)
+    with pytest.raises(DataError) as info:
+        weights.load_state_file(path)
+    assert str(info.value) == f"{path} does not hold a state_dict (found {found})"

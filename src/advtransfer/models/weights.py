@@ -8,6 +8,7 @@ that pinned prefix, so a truncated or swapped file is caught; downloads go throu
 
 from __future__ import annotations
 
+import pickle
 import re
 from pathlib import Path
 
@@ -64,7 +65,9 @@ def fetch(model: str, name: str, progress: bool = True) -> Path:
     if not path.is_file():
         try:
             _weights_enum(model, name).get_state_dict(progress=progress, check_hash=True, weights_only=True)
-        except (OSError, RuntimeError) as exc:  # URLError is an OSError; a hash mismatch is a RuntimeError
+        except (OSError, RuntimeError, pickle.UnpicklingError) as exc:
+            # URLError is an OSError; a hash mismatch is a RuntimeError; a file that is not a weights-only pickle
+            # (it would run code when loaded) is refused by torch.load(weights_only=True) with UnpicklingError
             raise DataError(f"could not download {model} weights {name}: {exc}. {missing_message(model, name)}") \
                 from None
     return verify_cached(model, name)
