@@ -22,6 +22,14 @@ SHARED = REPO_ROOT.parent / "shared"
 sys.path.insert(0, str(TESTS_DIR))  # tests/httpserver.py and friends
 pytest_plugins = ["skipcheck"]  # CI: every skip on tests/skip_allowlist.txt (tests/skipcheck.py)
 
+from budget import UNDER_MUTANTS  # noqa: E402 (needs the path above)
+
+if UNDER_MUTANTS:  # `nox -s mutants`: property tests without an explicit count draw fewer examples too
+    from hypothesis import settings as _hypothesis_settings
+
+    _hypothesis_settings.register_profile("mutants", max_examples=10, deadline=None)
+    _hypothesis_settings.load_profile("mutants")
+
 MINI_EXP1 = """
 [experiment]
 study = "imagenet-transfer"

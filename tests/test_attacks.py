@@ -20,6 +20,7 @@ from advtransfer.attacks import AttackSpec, attack, check_adversarial
 from advtransfer.attacks.invariants import AttackCheckError
 from advtransfer.errors import ConfigError
 from advtransfer.models.classifier import ImageClassifier
+from budget import examples
 
 N_CLASSES = 4
 SIZE = 8
@@ -364,7 +365,7 @@ def test_check_adversarial_rejects_invalid_batch(defect: str) -> None:
 # ------------------------------------------------------------------------------------------------ properties
 
 
-@settings(max_examples=25, deadline=None)
+@settings(max_examples=examples(25), deadline=None)
 @given(
     eps=st.floats(min_value=0.0, max_value=0.5, allow_nan=False),
     n=st.integers(min_value=1, max_value=4),
@@ -383,7 +384,7 @@ def test_fgsm_property_matches_reference_in_ball_and_range(eps: float, n: int, s
     assert torch.equal(adv, reference_fgsm(model, x, y, eps))
 
 
-@settings(max_examples=15, deadline=None)
+@settings(max_examples=examples(15), deadline=None)
 @given(
     eps=st.floats(min_value=1e-4, max_value=0.3, allow_nan=False),
     step_frac=st.floats(min_value=0.1, max_value=1.0),

@@ -147,6 +147,7 @@ def test_every_apgd_parameter_reaches_art() -> None:
 # ---------------------------------------------------------------------------------------------- randomness ---
 
 
+@pytest.mark.heavy
 @pytest.mark.parametrize("backend, spec", [("torchattacks", cheap()), ("torchattacks", AttackSpec.apgd_ce(EPS, 4)),
                                            ("art", AttackSpec.apgd_ce(EPS, 4))], ids=["aa", "apgd-ta", "apgd-art"])
 def test_same_generator_same_batch_and_global_rngs_left_alone(cnn, backend: str, spec: AttackSpec) -> None:
@@ -162,6 +163,7 @@ def test_same_generator_same_batch_and_global_rngs_left_alone(cnn, backend: str,
     assert not torch.equal(a, c)  # the generator decides the random start
 
 
+@pytest.mark.heavy
 def test_autoattack_without_a_generator_uses_its_seed_and_leaves_the_global_rng(cnn) -> None:
     model, x, y = cnn
     state = torch.get_rng_state()
@@ -173,6 +175,7 @@ def test_autoattack_without_a_generator_uses_its_seed_and_leaves_the_global_rng(
 # ---------------------------------------------------------------------------------------------- strength ---
 
 
+@pytest.mark.heavy
 def test_autoattack_is_at_least_as_strong_as_its_own_apgd_ce_and_stays_in_the_ball(cnn) -> None:
     """AutoAttack's first component is APGD-CE with the same seed and iterations: every example AutoAttack leaves
     correct, APGD-CE alone left correct too, and the later components fool some more."""
@@ -194,6 +197,7 @@ def test_autoattack_is_at_least_as_strong_as_its_own_apgd_ce_and_stays_in_the_ba
 # ------------------------------------------------------------------------------------- APGD cross-check ---
 
 
+@pytest.mark.heavy
 def test_apgd_ce_cross_check_torchattacks_against_art(cnn) -> None:
     model, x, y = cnn
     rows = crosscheck(model, x, y, default_specs(EPS, steps=3, apgd_steps=10), seed=2)
@@ -253,6 +257,7 @@ def _evaluate(model, x, y, eps: float) -> list[dict]:
             for ok in [_correct(model, adv, y)]]
 
 
+@pytest.mark.heavy
 def test_masked_gradients_are_flagged_and_a_normal_model_is_not(cnn) -> None:
     model, x, y = cnn
     masked = SaturatedSoftmax(copy.deepcopy(model)).eval()

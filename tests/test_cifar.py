@@ -1,12 +1,14 @@
 """CIFAR data for study 2: the official files through torchvision (offline, with fake batch files), the tensor
 cache, ImageFolder decoding and the shared cifar10-jpg tarballs.
 
-torchvision checks md5s that fake files cannot match, so those tests replace its integrity check; everything else
-(file layout, pickle format, label order) is torchvision's own code reading files written here.
+torchvision checks md5s that fake files cannot match, so the loading tests replace its integrity check and the
+fetching tests point its pins at the fake files they serve on 127.0.0.1; everything else (download, file layout,
+pickle format, label order) is torchvision's own code reading files written here.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import io
 import pickle
@@ -36,6 +38,7 @@ from advtransfer.data.cifar import (
 )
 from advtransfer.data.images import load_image
 from advtransfer.errors import ConfigError, DataError
+from httpserver import LocalFileServer
 
 REAL_CIFAR10_JPG = Path(__file__).resolve().parents[2] / "shared/data/cifar10-jpg"
 TRAIN_PER_BATCH, N_TEST = 6, 8
@@ -231,25 +234,92 @@ def _fake_archive_bytes(tmp_path: Path) -> bytes:
     return buf.getvalue()
 
 
-@pytest.mark.usefixtures("no_md5")
-def test_fetch_downloads_extracts_safely_and_is_idempotent(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    payload = _fake_archive_bytes(tmp_path)
-    calls = []
+def _md5(data: bytes) -> str:
+    return hashlib.md5(data, usedforsecurity=False).hexdigest()
 
-    def fake_download_url(url, root, filename=None, md5=None, **kwargs):
-        calls.append((url, md5))
-        Path(root, filename).write_bytes(payload)
 
-    monkeypatch.setattr(torchvision.datasets.utils, "download_url", fake_download_url)
-    data_root = tmp_path / "data"
-    folder = fetch_cifar("cifar10", data_root)
-    assert folder == data_root / "cifar" / "cifar-10-batches-py"
-    assert calls == [(torchvision.datasets.CIFAR10.url, torchvision.datasets.CIFAR10.tgz_md5)]
-    assert not (data_root / "cifar" / "cifar-10-python.tar.gz").exists()  # archive removed after verification
-    assert len(load_cifar("cifar10", data_root, train=True)) == 5 * TRAIN_PER_BATCH
+def _tar_gz(entries: dict[str, bytes]) -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+        for name, data in entries.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
 
-    assert fetch_cifar("cifar10", data_root) == folder  # already there: no second download
-    assert len(calls) == 1
+
+class Upstream:
+    """A CIFAR-10 "upstream" on 127.0.0.1: fake batch files in a tar.gz served over HTTP, and the kit's pins (the
+    URL, torchvision's archive and per-file md5s) pointed at those bytes. Only the addresses and the expected
+    checksums change; the download, both md5 checks and the extraction are the real code."""
+
+    def __init__(self, server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.server, self.root = server, tmp_path / "data"
+        src = tmp_path / "upstream"
+        self.batches = write_fake_cifar10(src)
+        folder = src / "cifar" / "cifar-10-batches-py"
+        self.files = {f"cifar-10-batches-py/{p.name}": p.read_bytes() for p in sorted(folder.iterdir())}
+        cls = torchvision.datasets.CIFAR10
+        md5s = {name.rsplit("/", 1)[1]: _md5(data) for name, data in self.files.items()}
+        monkeypatch.setattr(cls, "train_list", [[n, md5s[n]] for n, _ in cls.train_list])
+        monkeypatch.setattr(cls, "test_list", [[n, md5s[n]] for n, _ in cls.test_list])
+        monkeypatch.setattr(cls, "meta", {**cls.meta, "md5": md5s[cls.meta["filename"]]})
+        self.url = server.add("cifar-10-python.tar.gz", b"")
+        monkeypatch.setitem(cifar._SOURCES, "cifar10", dataclasses.replace(cifar._SOURCES["cifar10"], url=self.url))
+        self.monkeypatch = monkeypatch
+
+    def serve(self, archive: bytes, pinned: bytes | None = None) -> None:
+        """Serve ``archive``; torchvision's archive md5 is that of ``pinned`` (default: the served bytes)."""
+        self.server.add("cifar-10-python.tar.gz", archive)
+        self.monkeypatch.setattr(torchvision.datasets.CIFAR10, "tgz_md5", _md5(archive if pinned is None else pinned))
+
+
+@pytest.fixture
+def upstream(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    with LocalFileServer() as server:
+        yield Upstream(server, tmp_path, monkeypatch)
+
+
+def test_fetch_downloads_verifies_extracts_and_is_idempotent(upstream: Upstream) -> None:
+    upstream.serve(_tar_gz(upstream.files))
+    folder = fetch_cifar("cifar10", upstream.root)
+    assert folder == upstream.root / "cifar" / "cifar-10-batches-py"
+    requests = list(upstream.server.requests)  # torchvision asks for redirects first, then downloads
+    assert requests and {path for path, _ in requests} == {"/cifar-10-python.tar.gz"}
+    assert sorted(p.name for p in upstream.root.joinpath("cifar").iterdir()) == ["cifar-10-batches-py"]  # archive gone
+    test = load_cifar("cifar10", upstream.root, train=False)
+    images, labels = test.images, test.labels
+    want_images, want_labels = expected_tensors(upstream.batches, train=False)
+    assert torch.equal(images, want_images) and torch.equal(labels, want_labels)
+    assert fetch_cifar("cifar10", upstream.root) == folder  # already there and verified: no second download
+    assert upstream.server.requests == requests
+
+
+def test_fetch_of_bytes_not_matching_the_pinned_md5_extracts_nothing(upstream: Upstream) -> None:
+    good = _tar_gz(upstream.files)
+    upstream.serve(good[:-1] + bytes([good[-1] ^ 1]), pinned=good)  # one flipped bit on the wire
+    with pytest.raises(DataError) as err:
+        fetch_cifar("cifar10", upstream.root)
+    assert str(err.value).startswith(f"could not download CIFAR-10 from {upstream.url}: ")
+    assert "`advtransfer data fetch cifar10" in str(err.value)
+    assert not (upstream.root / "cifar" / "cifar-10-batches-py").exists()
+
+
+def test_fetch_of_an_archive_with_a_tampered_batch_fails_the_per_file_md5(upstream: Upstream) -> None:
+    tampered = dict(upstream.files)
+    name = "cifar-10-batches-py/test_batch"
+    tampered[name] = tampered[name][:-1] + bytes([tampered[name][-1] ^ 1])
+    upstream.serve(_tar_gz(tampered))  # the archive's md5 matches its pin; one file inside does not match its own
+    with pytest.raises(DataError, match=r"^CIFAR-10 under .*cifar-10-batches-py/ failed torchvision's md5 check"):
+        fetch_cifar("cifar10", upstream.root)
+
+
+def test_fetch_of_an_archive_escaping_its_folder_writes_nothing_outside(upstream: Upstream, tmp_path: Path) -> None:
+    upstream.serve(_tar_gz({**upstream.files, "../../escaped.txt": b"outside"}))
+    with pytest.raises(DataError, match=r"escaped\.txt"):
+        fetch_cifar("cifar10", upstream.root)
+    assert not list(tmp_path.rglob("escaped.txt"))
+    assert not (upstream.root / "cifar" / "cifar-10-batches-py").exists()
 
 
 def test_fetch_network_failure_is_a_data_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

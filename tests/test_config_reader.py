@@ -38,6 +38,7 @@ from advtransfer.config.reader import (
     to_plain,
 )
 from advtransfer.errors import ConfigError, UserError
+from budget import examples
 
 # ---------------------------------------------------------------------------------------------------------------------
 # Schemas (module level: with postponed annotations, get_type_hints resolves names in the module's globals)
@@ -661,13 +662,13 @@ def _read_or_config_error(value: object) -> ConfigError | None:
     return None
 
 
-@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(200), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.one_of(_tables, _toml_values))
 def test_property_read_raises_only_config_error(value):
     _read_or_config_error(value)
 
 
-@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(200), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(_tables)
 def test_property_messages_are_one_line_and_start_with_where(value):
     error = _read_or_config_error(value)
@@ -677,7 +678,7 @@ def test_property_messages_are_one_line_and_start_with_where(value):
         assert message.startswith("f.toml[p]")
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=examples(200), deadline=None)
 @given(st.text(max_size=70))
 def test_property_safe_name_never_holds_a_path_separator(name):
     try:

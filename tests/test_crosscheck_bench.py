@@ -137,6 +137,7 @@ def test_checks_tolerate_noise_below_the_threshold() -> None:
     assert check_evaluations("m", recs) == []
 
 
+@pytest.mark.heavy
 def test_reference_model_is_deterministic() -> None:
     a, xa, _ = reference_model("small-cnn", seed=3)
     b, xb, _ = reference_model("small-cnn", seed=3)
@@ -145,6 +146,7 @@ def test_reference_model_is_deterministic() -> None:
         assert ka == kb and torch.equal(va, vb)
 
 
+@pytest.mark.heavy
 def test_crosscheck_cli_on_the_real_mobilenet_reference_model(tmp_path) -> None:
     """`advtransfer crosscheck --model mobilenet-demo` end to end (the kit trains the reference model, no mock):
     every deterministic attack bit-identical across backends, every comparison within its bound."""

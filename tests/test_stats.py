@@ -27,6 +27,7 @@ from advtransfer.results.stats import (
     published_estimate,
     wilson,
 )
+from budget import examples
 
 
 def wilson_roots(p: float, n: float, z: float = Z) -> tuple[float, float]:
@@ -153,7 +154,7 @@ def test_two_seeds_by_hand():
     assert (est.n_seeds, est.n) == (2, 400)
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(300), deadline=None)
 @given(seed_counts())
 def test_interval_stays_in_the_unit_interval_and_holds_the_mean(seeds):
     est = estimate(seeds)
@@ -438,7 +439,7 @@ def paired_tables(draw):
     return tables
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=examples(200), deadline=None)
 @given(paired_tables())
 def test_paired_difference_contract(tables):
     a, b = paired_pair(tables)
@@ -450,7 +451,7 @@ def test_paired_difference_contract(tables):
     assert d.discordant == (sum(t[1] for t in tables), sum(t[2] for t in tables))
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=examples(200), deadline=None)
 @given(seed_counts(max_seeds=3, max_n=500), seed_counts(max_seeds=3, max_n=500))
 def test_unpaired_difference_contract(left, right):
     a, b = estimate(left), estimate(right)
