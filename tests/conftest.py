@@ -30,6 +30,19 @@ if UNDER_MUTANTS:  # `nox -s mutants`: property tests without an explicit count 
     _hypothesis_settings.register_profile("mutants", max_examples=10, deadline=None)
     _hypothesis_settings.load_profile("mutants")
 
+
+def pytest_sessionstart(session) -> None:
+    """Under mutmut every mutant's tests run in a process forked from one that already ran the unmutated suite:
+    empty advtransfer's functools caches first (the config reader checks each schema once), or a mutant of what
+    they cache never runs and "survives"."""
+    if not UNDER_MUTANTS:
+        return
+    for name, module in list(sys.modules.items()):
+        if name == "advtransfer" or name.startswith("advtransfer."):
+            for value in list(vars(module).values()):
+                if callable(getattr(value, "cache_clear", None)):
+                    value.cache_clear()
+
 MINI_EXP1 = """
 [experiment]
 study = "imagenet-transfer"

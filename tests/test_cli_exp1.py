@@ -287,3 +287,55 @@ def test_block_transfer_on_another_torchvision_architecture(mini_config: Path, t
     assert copied and all(torch.equal(a4b["model"][k], base["model"][k]) for k in copied)
     assert not torch.equal(a4b["model"]["net.features.4.block.0.0.weight"],
                            base["model"]["net.features.4.block.0.0.weight"])
+
+
+def test_bring_your_own_data_and_weights_end_to_end(mini_config: Path, tmp_path: Path) -> None:
+    """README "Bring your own data": an ImageFolder tree named by ImageNet-R wnids (`dataset = "imagefolder"`) and a
+    MobileNetV2 state_dict of one's own (`base_a.source = "file"`), run through the CLI: the images are decoded from
+    the JPEGs, Base A is the file (AnB-4's frozen blocks are its tensors, bit for bit) and every model is scored."""
+    import numpy as np
+    import torch
+    import torchvision
+    from PIL import Image
+
+    from advtransfer.data import imagenet_r
+
+    wnids = imagenet_r.classes()[1][:3]
+    folder = tmp_path / "renditions"
+    rng = np.random.default_rng(0)
+    for c, wnid in enumerate(wnids):
+        (folder / wnid).mkdir(parents=True)
+        for i in range(12):
+            pixels = np.clip(np.full((40, 40, 3), 50 + 70 * c) + rng.integers(-30, 30, (40, 40, 3)), 0, 255)
+            Image.fromarray(pixels.astype(np.uint8)).save(folder / wnid / f"{i:03d}.jpg", quality=90)
+    torch.manual_seed(0)
+    state = torchvision.models.mobilenet_v2(width_mult=0.25).state_dict()
+    weights_file = tmp_path / "my_base_a.pth"
+    torch.save(state, weights_file)
+
+    text = mini_config.read_text().replace('protocols = ["intended", "as-run"]', 'protocols = ["intended"]')
+    text = text.replace("blocks = [4, 16]", "blocks = [4]").replace('dataset = "tiny"\nimage_size = 16',
+                                                                   'dataset = "imagefolder"\nimage_size = 32')
+    text = text.replace('figure_class = "0"', f'figure_class = "{wnids[1]}"\ndataset_path = "{folder}"')
+    text = text.replace('source = "pretrain"\nwidth_mult = 0.25\nstride8 = true\n',
+                        f'source = "file"\npath = "{weights_file}"\nwidth_mult = 0.25\n')
+    text = text.replace("robust_eval]\nautoattack = true", "robust_eval]\nautoattack = false")
+    head, _, rest = text.partition("[[profiles.mini.base_a.schedule]]")
+    text = head + rest.split("\n", 4)[4]  # a Base A from a file has no pretraining schedule
+    config = tmp_path / "mine.toml"
+    config.write_text(text)
+    out = tmp_path / "out"
+    assert _run(config, out, "--data-root", str(tmp_path / "data")) == 0
+
+    rows = _rows(out)
+    assert {r["model"] for r in rows} == {"base_a", "bnb", "a4b", "a4b_plus"}
+    n_test = {int(r["n"]) for r in rows}
+    assert n_test == {9}  # 36 images, 25% of them the stratified test split
+    assert not (out / "checkpoints" / "exp1-base_a-pretrain-s0").exists()  # the file is Base A: nothing pretrained
+    cell = json.loads((out / "cells" / "exp1-intended-a4b-s0.json").read_text())
+    frozen = cell["training_log"]["frozen_features"]
+    a4b = torch.load(max((out / "checkpoints" / "exp1-intended-a4b-s0").glob("epoch_*.pt")), weights_only=True)
+    copied = [k for k in state if k.startswith("features.") and int(k.split(".")[1]) < frozen]
+    assert frozen == 6 and copied
+    assert all(torch.equal(a4b["model"]["net." + k], state[k]) for k in copied)
+    assert list((tmp_path / "data" / "cache").iterdir())  # the decoded JPEGs are cached under --data-root
