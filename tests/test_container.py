@@ -111,6 +111,95 @@ def test_test_lock_adds_the_test_extra_to_the_runtime_lock() -> None:
         assert all(requirement.specifier.contains(v, prereleases=True) for v in versions), f"{name}: {versions}"
 
 
+# `make lock` with a stand-in for uv (the resolver talks to PyPI): what tools/lock.sh asks it and what it keeps.
+_FAKE_UV = r"""#!/usr/bin/env bash
+# python -m uv ...: answers --version, records every compile call and writes the canned resolution for it
+shift 2
+if [ "$1" = --version ]; then echo "uv 0.13.9"; exit 0; fi
+echo "$*" >> "$FAKE_UV_LOG"
+out=""; prev=""
+for arg in "$@"; do [ "$prev" = -o ] && out="$arg"; prev="$arg"; done
+case " $* " in *" --extra test "*) cp "$FAKE_UV_DIR/test.txt" "$out" ;; *) cp "$FAKE_UV_DIR/runtime.txt" "$out" ;; esac
+"""
+_RUNTIME_RESOLUTION = """numpy==2.1.0 \\
+    --hash=sha256:aaaa
+    # via advtransfer
+requests==2.25.1 ; sys_platform == 'never' \\
+    --hash=sha256:bbbb
+    # via torchattacks
+idna==2.10 ; sys_platform == 'never' \\
+    --hash=sha256:cccc
+torch==2.14.1 ; python_full_version >= '3.11' \\
+    --hash=sha256:dddd \\
+    --hash=sha256:eeee
+"""
+_TEST_RESOLUTION = """numpy==2.1.0 \\
+    --hash=sha256:aaaa
+pytest==8.3.0 \\
+    --hash=sha256:ffff
+    # via advtransfer
+requests==2.25.1 ; sys_platform == 'never' \\
+    --hash=sha256:bbbb
+torch==2.14.1 ; python_full_version >= '3.11' \\
+    --hash=sha256:dddd \\
+    --hash=sha256:eeee
+"""
+
+
+def test_make_lock_asks_uv_for_a_hashed_universal_lock_and_drops_the_never_entries(tmp_path: Path) -> None:
+    """`make lock` (tools/lock.sh) run in a copy of the kit, uv replaced by a recorder with a canned resolution:
+    both compile calls carry the hashing, universal and Python-version options and the overrides; lock.txt keeps
+    every entry but those marked sys_platform == 'never' (requests and its dependencies, continuation lines
+    included); test-lock.txt keeps only what lock.txt lacks; both start with how they were made."""
+    kit = tmp_path / "kit"
+    for name in ("Makefile", "pyproject.toml", "tools/lock.sh", "requirements/lock.in", "requirements/overrides.txt"):
+        (kit / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(REPO / name, kit / name)
+    fake = tmp_path / "uv"
+    (fake / "bin").mkdir(parents=True)
+    (fake / "bin" / "python").write_text(_FAKE_UV)
+    (fake / "bin" / "python").chmod(0o755)
+    (fake / "runtime.txt").write_text(_RUNTIME_RESOLUTION)
+    (fake / "test.txt").write_text(_TEST_RESOLUTION)
+    log = tmp_path / "uv.log"
+    env = {**os.environ, "LOCK_TOOLS_VENV": str(fake), "FAKE_UV_DIR": str(fake), "FAKE_UV_LOG": str(log)}
+    done = subprocess.run(["make", "-s", "lock"], cwd=kit, env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().endswith("wrote requirements/lock.txt (2 packages) and requirements/test-lock.txt "
+                                        "(1 packages)")
+    runtime_call, test_call = log.read_text().splitlines()
+    for call in (runtime_call, test_call):
+        for option in ("pip compile --no-config --default-index https://pypi.org/simple --universal",
+                       "--python-version 3.11 --generate-hashes", "--overrides requirements/overrides.txt",
+                       "pyproject.toml requirements/lock.in"):
+            assert option in call, (option, call)
+    assert "--extra" not in runtime_call and "--extra test" in test_call
+    assert "--constraints requirements/lock.txt" in test_call
+
+    lock = (kit / "requirements" / "lock.txt").read_text()
+    header = [line for line in lock.splitlines() if line.startswith("#")]
+    assert "make lock" in header[0] and "uv 0.13.9" in "\n".join(header)
+    assert [line for line in lock.splitlines() if not line.startswith("#")] == [
+        "numpy==2.1.0 \\", "    --hash=sha256:aaaa", "    # via advtransfer",
+        "torch==2.14.1 ; python_full_version >= '3.11' \\", "    --hash=sha256:dddd \\", "    --hash=sha256:eeee"]
+    test_lock = (kit / "requirements" / "test-lock.txt").read_text()
+    assert [line for line in test_lock.splitlines() if not line.startswith("#")] == [
+        "pytest==8.3.0 \\", "    --hash=sha256:ffff", "    # via advtransfer"]
+    assert "make lock" in test_lock.splitlines()[0]
+
+
+def test_make_check_lock_installs_with_hashes_into_a_fresh_venv() -> None:
+    """`make check-lock` runs tools/check_lock.sh, which installs both lock files with --require-hashes and the
+    kit without dependencies into a throwaway venv, then pip check and the fast tests (the install itself is
+    5.5 GB, run by hand: README "Containers and the lock file")."""
+    dry = subprocess.run(["make", "-n", "check-lock"], cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert dry.returncode == 0 and dry.stdout.strip() == "bash tools/check_lock.sh python3"
+    script = (REPO / "tools" / "check_lock.sh").read_text()
+    for needed in ('--require-hashes -r requirements/lock.txt', '--require-hashes -r requirements/test-lock.txt',
+                   'install --disable-pip-version-check -q --no-deps', '-m pip check', '-m "not slow"'):
+        assert needed in script, needed
+
+
 def _bases(text: str) -> list[str]:
     """The images of every FROM, with ``${ARG}`` replaced by the ARG's default (what a plain build uses)."""
     defaults = dict(re.findall(r"^ARG\s+(\w+)=(\S+)", text, flags=re.MULTILINE))
