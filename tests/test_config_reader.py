@@ -900,3 +900,56 @@ def test_unsafe_file_stem_needs_a_name(tmp_path):
         load_experiment_file(str(path), tmp_path)
     path.write_text("[experiment]\nstudy = 1\nname = 'mine'\n[profiles.a]\n")
     assert load_experiment_file(str(path), tmp_path).name == "mine"
+
+
+@dataclass(frozen=True)
+class _BadInner:
+    y: list[int]
+
+
+@dataclass(frozen=True)
+class _ExtrasInner:
+    z: Annotated[str, Range(0)]
+
+
+@dataclass(frozen=True)
+class _OuterOfBad:
+    inner: _BadInner
+
+
+@dataclass(frozen=True)
+class _OuterOfExtras:
+    inner: _ExtrasInner
+
+
+@dataclass(frozen=True)
+class _SelfTwice:
+    a: tuple[_BadInner, ...]
+    b: _BadInner
+
+
+@pytest.mark.parametrize("annotation, message", [
+    (Literal[1.5], "S.x: Literal choices must be str or int, got typing.Literal[1.5]"),
+    (tuple[()], "S.x: a tuple needs its item type, tuple[T, ...]"),
+    (tuple, "S.x: unsupported annotation <class 'tuple'>"),
+    (tuple[list[int], ...], "S.x[]: unsupported annotation list[int]"),
+    (dict[int, int], "S.x: dict keys must be str, got <class 'int'>"),
+    (dict[str, list[int]], "S.x[]: unsupported annotation list[int]"),
+])
+def test_unsupported_schema_messages_name_the_field_and_the_rule(annotation, message: str) -> None:
+    """A bad schema is a TypeError before any data is read, its message the field's path and the rule broken."""
+    cls = dataclass(frozen=True)(type("S", (), {"__annotations__": {"x": annotation}}))
+    with pytest.raises(TypeError) as err:
+        read(cls, {}, "x")
+    assert str(err.value) == message
+
+
+@pytest.mark.parametrize("outer, message", [
+    (_OuterOfBad, "_BadInner.y: unsupported annotation list[int]"),
+    (_OuterOfExtras, "_ExtrasInner.z: Range does not apply to <class 'str'>"),  # Annotated kept inside dataclasses
+    (_SelfTwice, "_BadInner.y: unsupported annotation list[int]"),
+])
+def test_nested_dataclass_schemas_are_checked_before_any_data(outer, message: str) -> None:
+    with pytest.raises(TypeError) as err:
+        read(outer, {}, "x")  # the data lacks every key: the schema error still comes first
+    assert str(err.value) == message

@@ -19,6 +19,19 @@ def small_cnn():
     return reference_model("small-cnn", seed=0)
 
 
+def test_default_specs_are_fgsm_pgd_with_and_without_random_start_and_apgd_ce() -> None:
+    """The cross-checked attacks, field by field: PGD's step is eps/4, APGD-CE one restart with its own steps."""
+    eps = 0.04
+    assert default_specs(eps, steps=7) == [
+        AttackSpec("fgsm", eps),
+        AttackSpec("pgd", eps, step=0.01, steps=7, random_start=False),
+        AttackSpec("pgd", eps, step=0.01, steps=7, random_start=True),
+        AttackSpec("apgd_ce", eps, steps=7, random_start=True, restarts=1),
+    ]
+    assert default_specs(eps, steps=7, apgd_steps=12)[3] == AttackSpec("apgd_ce", eps, steps=12, random_start=True)
+    assert [s.steps for s in default_specs(eps)] == [1, 10, 10, 10]
+
+
 def test_backends_agree_on_a_trained_model(small_cnn) -> None:
     model, x, y = small_cnn
     rows = crosscheck(model, x[:32], y[:32], default_specs(8 / 255, steps=3), seed=1)

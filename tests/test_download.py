@@ -5,11 +5,13 @@ All network traffic goes to a LocalFileServer on 127.0.0.1.
 
 from __future__ import annotations
 
+import email.message
 import hashlib
 import io
 import os
 import sys
 import tarfile
+import types
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -504,3 +506,88 @@ def test_end_to_end_malicious_archive_writes_nothing_outside(server: LocalFileSe
 
     assert snapshot(tmp_path) == before
     assert not (tmp_path / "escaped.txt").exists() and not (tmp_path.parent / "escaped.txt").exists()
+
+
+# ------------------------------------------------------------------------------------------- messages, limits
+
+@pytest.mark.parametrize("total, progress", [(1000, "300 of 1000 bytes"), (None, "300 bytes (total size unknown)")])
+def test_interrupted_message_in_full(tmp_path: Path, total: int | None, progress: str) -> None:
+    """What a broken connection says (the total is unknown when the server sent no Content-Length and no size is
+    pinned: then only a reset or a timeout, not a clean close, can be told from the end of the file)."""
+    part = tmp_path / "f.bin.part"
+    err = download_module._interrupted("http://h/f.bin", part, 300, total, "timed out")
+    assert str(err) == (f"Download of http://h/f.bin was interrupted at {progress} (timed out). The partial file is "
+                        f"kept at {part}; re-run the same command to resume the download from there.")
+
+
+def _with_content_range(value: str | None) -> object:
+    headers = email.message.Message()
+    if value is not None:
+        headers["Content-Range"] = value
+    return types.SimpleNamespace(headers=headers)
+
+
+@pytest.mark.parametrize("value, start", [
+    ("bytes 300000-1048579/1048580", 300000), ("bytes 0-9/*", 0), (None, None), ("", None), ("items 5-9/10", None),
+    ("bytes */1048580", None), ("bytes -5/10", None), ("bytes", None),
+])
+def test_range_start_of_a_206(value: str | None, start: int | None) -> None:
+    """The first byte of a 206 body, from Content-Range (RFC 9110: "bytes START-END/TOTAL"); None for anything
+    else, which makes a resume start over rather than append bytes at the wrong place."""
+    assert download_module._range_start(_with_content_range(value)) == start
+
+
+def test_corrupt_archive_message_in_full(tmp_path: Path) -> None:
+    archive = tmp_path / "bad.tar.gz"
+    archive.write_bytes(corrupt_archives()["not-a-tar"])
+    with pytest.raises(DataError) as info:
+        safe_extract_tar(archive, tmp_path / "out")
+    assert str(info.value) == (
+        f"Cannot extract {archive}: it is corrupt, truncated or not a tar archive (file could not be opened "
+        f"successfully). Nothing was extracted. Delete {archive} and re-run the same command to download it again.")
+
+
+@pytest.mark.parametrize("err, line", [
+    (ValueError("bad header:"), "bad header"),            # tarfile's "...:\n- method gz: ..." lists end in ':'
+    (ValueError("first\nsecond"), "first"),
+    (ValueError("  spaced X  "), "spaced X"),
+    (ValueError(), "ValueError()"),                         # no message: the exception's repr
+])
+def test_first_line_of_an_error(err: BaseException, line: str) -> None:
+    assert download_module._first_line(err) == line
+
+
+@pytest.mark.parametrize("entries, why", [
+    ((symlink("l", "./.."),), "is a symlink to './..', which points outside the target directory"),
+    ((symlink("l", "sub//../.."),), "is a symlink to 'sub//../..', which points outside the target directory"),
+    ((symlink("l", "a/x"), symlink("a", "/etc")), "is a symlink to 'a/x', which goes through a symlink to the "
+                                                   "absolute path '/etc'"),
+])
+def test_unsafe_member_message_in_full(tmp_path: Path, entries, why: str) -> None:
+    archive, target = tmp_path / "evil.tar", tmp_path / "out"
+    archive.write_bytes(tar_bytes(*entries))
+    with pytest.raises(DataError) as info:
+        safe_extract_tar(archive, target)
+    assert str(info.value) == (
+        f"Refusing to extract {archive}: member 'l' {why}. The archive is unsafe or corrupt, so nothing was extracted "
+        f"to {target}. Delete {archive} and download it again; if this persists, the file at its source is broken or "
+        "has been tampered with.")
+
+
+def _chain(hops: int) -> tuple:
+    """Links l0 -> l1 -> ... -> a real directory, so that reaching the directory from ``via`` takes ``hops`` hops."""
+    links = [symlink(f"l{i}", f"l{i + 1}") for i in range(hops - 1)] + [symlink(f"l{hops - 1}", "d")]
+    return (dir_("d"), *reversed(links), symlink("via", "l0"))
+
+
+def test_symlink_hops_are_capped_at_forty(tmp_path: Path) -> None:
+    """A link whose target takes 40 hops to resolve (the kernel's own limit) is kept; one more is a loop."""
+    cap = download_module._MAX_SYMLINK_HOPS
+    assert cap == 40
+    archive = tmp_path / "ok.tar"
+    archive.write_bytes(tar_bytes(*_chain(cap)))  # via's target l0 -> l1 -> ... -> d: 40 hops
+    safe_extract_tar(archive, tmp_path / "ok")
+    assert (tmp_path / "ok" / "via").resolve() == (tmp_path / "ok" / "d").resolve()
+    archive.write_bytes(tar_bytes(*_chain(cap + 1)))
+    with pytest.raises(DataError, match="is part of a symlink loop"):
+        safe_extract_tar(archive, tmp_path / "too-many")
