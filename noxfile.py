@@ -26,7 +26,7 @@ def tests(session: nox.Session) -> None:
     at another count, e.g. `OMP_NUM_THREADS=4 nox -s tests -- -n 0 -m slow -k demo`."""
     _install(session)
     threads = os.environ.get("OMP_NUM_THREADS", "1")
-    session.run("python", "-m", "pytest", *(session.posargs or ["-q", "-n", "auto", "--dist", "loadgroup"]),
+    session.run("python", "-m", "pytest", *(session.posargs or ["-q", "-n", "auto", "--dist", "loadgroup", "--durations=25"]),
                 env={"CUDA_VISIBLE_DEVICES": "", "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads})
 
 
