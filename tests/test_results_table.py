@@ -28,7 +28,7 @@ from matplotlib.container import BarContainer, ErrorbarContainer
 import advtransfer.results.store as store_module
 import advtransfer.results.table as table_module
 from advtransfer import cli, studies, workflow
-from advtransfer.errors import DataError
+from advtransfer.errors import DataError, UserError
 from advtransfer.reporting.claims import ALPHA
 from advtransfer.reporting.outputs import write_outputs
 from advtransfer.results.schema import CSV_COLUMNS
@@ -769,3 +769,91 @@ def test_cells_of_two_profiles_are_refused(tmp_path):
         Results.load(out)
     assert str(info.value) == (f"{out} mix exp1 results of profiles demo, paper; averaging them would be "
                                "meaningless: write each profile to its own --out folder")
+
+
+# ------------------------------------------------------------------------------------ results.csv: parsing ---
+
+
+def test_results_csv_round_trip_keeps_every_field_of_both_studies(tmp_path):
+    """results.csv read back gives the rows it was written from, field by field (study 1: families, blocks, source
+    models, sweep eps; study 2: settings and trainings), the per-example flags and test-set names aside."""
+    for name, docs in (("s1", all_cells1()), ("s2", all_cells2())):
+        out = write_cells(tmp_path / name, docs)
+        from_cells = Results.from_cells(out)
+        from_cells.write_csv(out)
+        from_csv = Results.from_csv(out)
+        assert from_csv.rows == from_cells.rows and len(from_csv.rows) > 50
+        fields = {f: {getattr(r, f) for r in from_csv.rows} for f in ("family", "n_blocks", "source_model", "cell",
+                                                                       "setting", "training", "eps")}
+        assert all(len(values) > 1 for f, values in fields.items() if (f in ("setting", "training")) == (name == "s2"))
+
+
+def _csv_with(tmp_path: Path, **changes: str) -> Path:
+    """A one-row results.csv of study 1 with some columns of the row replaced."""
+    out = write_cells(tmp_path / "src", [cell1("intended", 0, "a4b")])
+    row = next(csv.DictReader(io.StringIO(Results.from_cells(out).csv_text())))
+    row.update(changes)
+    target = tmp_path / "run"
+    target.mkdir()
+    with open(target / "results.csv", "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(CSV_COLUMNS))
+        writer.writeheader()
+        writer.writerow(row)
+    return target
+
+
+@pytest.mark.parametrize("text, value", [("1", True), ("true", True), (" TRUE ", True), ("Yes", True), ("0", False),
+                                         ("false", False), ("False", False), ("no", False), ("NO", False)])
+def test_primary_column_reads_the_usual_spellings_of_a_boolean(tmp_path, text: str, value: bool):
+    assert Results.from_csv(_csv_with(tmp_path, primary=text)).rows[0].primary is value
+
+
+@pytest.mark.parametrize("changes, problem", [
+    ({"primary": "maybe"}, "column 'primary': expected 0 or 1, got 'maybe'"),
+    ({"seed": "1.5"}, "column 'seed': '1.5' is not an integer"),
+    ({"accuracy": "1.5"}, "column 'accuracy': 1.5 is not in [0, 1]"),
+    ({"accuracy": "-0.1"}, "column 'accuracy': -0.1 is not in [0, 1]"),
+    ({"accuracy": "nan", "n": "1"}, "column 'accuracy': nan is not in [0, 1]"),
+    ({"eps": "wide"}, "column 'eps': could not convert string to float: 'wide'"),
+])
+def test_bad_value_in_results_csv_is_one_error_naming_line_and_column(tmp_path, changes, problem: str):
+    run = _csv_with(tmp_path, **changes)
+    with pytest.raises(DataError) as err:
+        Results.from_csv(run)
+    assert str(err.value) == f"{run / 'results.csv'} line 2: bad value in {problem}"
+
+
+def test_results_csv_edge_values_are_accepted(tmp_path):
+    assert Results.from_csv(_csv_with(tmp_path / "a", accuracy="1.0")).rows[0].accuracy == 1.0
+    empty = Results.from_csv(_csv_with(tmp_path / "b", accuracy="nan", n="0", correct="0")).rows[0]
+    assert math.isnan(empty.accuracy) and empty.n == 0  # an evaluation on no images: nan, not an error
+    blank = Results.from_csv(_csv_with(tmp_path / "c", eps="", n_blocks="", setting="", primary="")).rows[0]
+    assert (blank.eps, blank.n_blocks, blank.setting, blank.primary) == (0.0, None, None, False)
+
+
+def test_results_csv_missing_columns_not_utf8_or_not_csv(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    path = run / "results.csv"
+    path.write_text("experiment,profile\nexp1,demo\n")
+    with pytest.raises(UserError) as err:
+        Results.from_csv(run)
+    missing = ", ".join(c for c in CSV_COLUMNS if c not in ("experiment", "profile", "setting", "training",
+                                                             "n_seeds", "seed_mean", "ci95_low", "ci95_high",
+                                                             "study"))
+    assert str(err.value) == (f"{path} is malformed: missing column(s) {missing}; rebuild it from the cell files "
+                              f"with `advtransfer figures --results {run}`, or rerun the experiment")
+    path.write_bytes(b"experiment\xff\n")
+    with pytest.raises(DataError) as err:
+        Results.from_csv(run)
+    assert str(err.value) == f"{path} is not a UTF-8 CSV file (invalid start byte)"
+    path.write_text(",".join(CSV_COLUMNS) + "\n" + "x" * 200_000 + "\n")  # beyond the csv module's field limit
+    with pytest.raises(DataError) as err:
+        Results.from_csv(run)
+    assert str(err.value) == f"{path} is not a valid CSV file (field larger than field limit (131072))"
+
+
+def test_reference_backend_of_an_unknown_evaluation_is_empty(tmp_path):
+    results = Results.from_cells(write_cells(tmp_path, [cell1("intended", 0, "a4b")]))
+    key = next(iter(results.reference))
+    assert results.reference_backend(key._replace(model="nowhere")) == ""

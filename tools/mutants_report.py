@@ -1,8 +1,10 @@
 """After `mutmut run`: the mutation score per module and overall, and every survivor with its reason.
 
 Reads mutmut's results (`mutmut results --all true`), writes mutants/survivors.txt (one survivor per line, with
-the reason from mutmut-survivors.md where one is given) and prints killed / (killed + survived) per module. Exits 1
-when a survivor has no reason in mutmut-survivors.md: each one is either killed by a new test or explained.
+the reason from mutmut-survivors.md where one is given) and prints killed / (killed + survived) per module, a timeout
+counting as killed (the mutant made the tests run 15 times longer than usual, or forever: mutmut's own score counts
+it so). "no tests" (code none of the selected tests runs) and "not checked" are shown apart. Exits 1 when a survivor
+has no reason in mutmut-survivors.md: each one is either killed by a new test or explained.
 Usage: python tools/mutants_report.py [--min-score 0.85]
 """
 
@@ -49,16 +51,17 @@ def main(argv: list[str] | None = None) -> int:
     for name, st in status.items():
         per[module_of(name)][st] += 1
     total = collections.Counter()
-    print(f"{'module':55} {'killed':>7} {'survived':>9} {'other':>6} {'score':>6}")
-    for module in sorted(per):
-        c = per[module]
-        total.update(c)
-        other = sum(v for k, v in c.items() if k not in ("killed", "survived"))
-        score = c["killed"] / max(1, c["killed"] + c["survived"])
-        print(f"{module:55} {c['killed']:7} {c['survived']:9} {other:6} {score:6.1%}")
-    score = total["killed"] / max(1, total["killed"] + total["survived"])
-    print(f"{'all':55} {total['killed']:7} {total['survived']:9} "
-          f"{sum(v for k, v in total.items() if k not in ('killed', 'survived')):6} {score:6.1%}")
+    print(f"{'module':40} {'killed':>7} {'timeout':>8} {'survived':>9} {'no tests':>9} {'unchecked':>10} {'score':>6}")
+    for module in [*sorted(per), "all"]:
+        c = per[module] if module != "all" else total
+        if module != "all":
+            total.update(c)
+        detected = c["killed"] + c["timeout"]
+        unchecked = sum(v for k, v in c.items() if k not in ("killed", "timeout", "survived", "no tests"))
+        score = detected / max(1, detected + c["survived"])
+        print(f"{module:40} {c['killed']:7} {c['timeout']:8} {c['survived']:9} {c['no tests']:9} {unchecked:10} "
+              f"{score:6.1%}")
+    score = (total["killed"] + total["timeout"]) / max(1, total["killed"] + total["timeout"] + total["survived"])
     survivors = sorted(n for n, st in status.items() if st == "survived")
     (ROOT / "mutants").mkdir(exist_ok=True)
     (ROOT / "mutants" / "survivors.txt").write_text(
