@@ -32,9 +32,9 @@ if UNDER_MUTANTS:  # `nox -s mutants`: property tests without an explicit count 
 
 
 def pytest_sessionstart(session) -> None:
-    """Under mutmut every mutant's tests run in a process forked from one that already ran the unmutated suite:
-    empty advtransfer's functools caches first (the config reader checks each schema once), or a mutant of what
-    they cache never runs and "survives"."""
+    """Under mutmut every mutant's tests run in a process forked from one that has imported (and may have run) the
+    unmutated code: empty advtransfer's functools caches first (the config reader checks each schema once), or a
+    mutant of what they cache never runs and "survives"."""
     if not UNDER_MUTANTS:
         return
     for name, module in list(sys.modules.items()):
