@@ -953,3 +953,18 @@ def test_nested_dataclass_schemas_are_checked_before_any_data(outer, message: st
     with pytest.raises(TypeError) as err:
         read(outer, {}, "x")  # the data lacks every key: the schema error still comes first
     assert str(err.value) == message
+
+
+@pytest.mark.parametrize("bounds, text", [
+    (Range(0, 1), "must be between 0 and 1"),
+    (Range(0, 1, lo_open=True, hi_open=True), "must be between 0 and 1 (exclusive)"),
+    (Range(0, 1, lo_open=True), "must be > 0 and <= 1"),
+    (Range(0, 1, hi_open=True), "must be >= 0 and < 1"),
+    (Range(0.5), "must be >= 0.5"),
+    (Range(2.0, lo_open=True), "must be > 2"),
+    (Range(hi=1e16), "must be <= 1e+16"),  # whole floats print as integers only below 1e16
+    (Range(hi=3, hi_open=True), "must be < 3"),
+    (Range(), "any number"),
+])
+def test_range_describes_itself_in_words(bounds: Range, text: str) -> None:
+    assert bounds.describe() == text

@@ -591,3 +591,75 @@ def test_symlink_hops_are_capped_at_forty(tmp_path: Path) -> None:
     archive.write_bytes(tar_bytes(*_chain(cap + 1)))
     with pytest.raises(DataError, match="is part of a symlink loop"):
         safe_extract_tar(archive, tmp_path / "too-many")
+
+
+def test_checksum_and_announced_size_messages_in_full(server: LocalFileServer, tmp_path: Path) -> None:
+    url = server.add("f.bin", PAYLOAD)
+    dest, wrong = tmp_path / "f.bin", hashlib.sha256(b"something else").hexdigest()
+    with pytest.raises(DataError) as info:
+        fetch(url, dest, wrong)
+    assert str(info.value) == (
+        f"Checksum mismatch for {url}: expected sha256 {wrong}, got {PAYLOAD_SHA}. The downloaded file cannot be "
+        f"trusted and was removed ({part_of(dest)}); re-run the same command to download it again. If this keeps "
+        "happening, the file at that URL has changed: check the URL or report it.")
+    with pytest.raises(DataError) as info:
+        fetch(url, dest, size=len(PAYLOAD) + 1)
+    assert str(info.value) == (
+        f"The server says {url} is {len(PAYLOAD)} bytes, but the pinned size is {len(PAYLOAD) + 1} bytes: the file at "
+        f"that URL has changed or the URL is wrong. Nothing was kept ({part_of(dest)} removed). Check the URL; if it "
+        "is right, the upstream file was replaced and the kit's pinned size and sha256 need updating.")
+
+
+def test_progress_bar_counts_bytes_in_binary_units_from_the_resumed_offset(
+    server: LocalFileServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The bar of a resumed download starts at the bytes already there and ends at the whole file, in KiB/MiB."""
+    url = server.add("f.bin", PAYLOAD)
+    dest = tmp_path / "f.bin"
+    server.cut_connection(after=CUT, times=1)
+    with pytest.raises(DataError):
+        fetch(url, dest, progress=False)
+    fetch(url, dest, progress=True)
+    final = capsys.readouterr().err.replace("\r", "\n").strip().splitlines()[-1]
+    assert final.startswith("f.bin: 100%|") and " 1.00M/1.00M [" in final, final  # 1,048,580 B = 1.00 MiB
+    assert "B/s]" in final
+
+
+@pytest.mark.parametrize("value, length, offset, total", [
+    ("bytes 10-19/100", "10", 10, 100), ("bytes 10-19/*", "10", 10, None), (None, "10", 10, None),
+])
+def test_remote_total_of_a_206_is_the_content_range_total(value, length, offset, total) -> None:
+    """A 206's total is the one in Content-Range (or unknown), never offset + Content-Length of the part."""
+    response = _with_content_range(value)
+    response.headers["Content-Length"] = length
+    response.status = 206
+    assert download_module._remote_total(response, offset) == total
+
+
+def test_extraction_creates_missing_parent_folders(tmp_path: Path) -> None:
+    archive = tmp_path / "good.tar"
+    archive.write_bytes(tar_bytes(*GOOD_TREE))
+    target = tmp_path / "not" / "yet" / "there"
+    safe_extract_tar(archive, target)
+    assert (target / "pkg" / "a.txt").read_bytes() == b"alpha"
+
+
+def test_move_into_place_refusals_in_full(tmp_path: Path) -> None:
+    archive = tmp_path / "good.tar"
+    archive.write_bytes(tar_bytes(*GOOD_TREE))
+    file_target = tmp_path / "a-file"
+    file_target.write_text("x")
+    with pytest.raises(DataError) as info:
+        safe_extract_tar(archive, file_target)
+    assert str(info.value) == (f"Cannot extract {archive}: {file_target} exists and is not a directory. Nothing was "
+                               "extracted. Remove it and re-run the same command.")
+    for clashing, more in ((["top.txt"], ""), (["pkg", "top.txt"], " (and 1 more)")):
+        target = tmp_path / f"out{len(clashing)}"
+        target.mkdir()
+        for name in clashing:
+            (target / name).write_text("mine")
+        with pytest.raises(DataError) as info:
+            safe_extract_tar(archive, target)
+        assert str(info.value) == (
+            f"Cannot extract {archive} into {target}: {target / clashing[0]} already exists{more}. Nothing was "
+            f"extracted. Remove it (or all of {target}) and re-run the same command.")
