@@ -1,8 +1,9 @@
 """A tiny HTTP file server on 127.0.0.1 for offline download tests.
 
 Serves in-memory bytes from a daemon thread and can misbehave on purpose: ignore ``Range`` headers, omit
-``Content-Length``, or cut the connection after K body bytes for the next M requests (what a flaky link does to
-a multi-GB download). Every request is logged so tests can assert what the client asked for and got.
+``Content-Length``, cut the connection after K body bytes for the next M requests (what a flaky link does to
+a multi-GB download), go quiet mid-body (``stall``) or announce a wrong range (``range_shift``). Every request
+is logged so tests can assert what the client asked for and got.
 
     with LocalFileServer() as server:
         url = server.add("data.tar.gz", payload)
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import re
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import TYPE_CHECKING
@@ -36,6 +38,8 @@ class LocalFileServer:
         self._files: dict[str, bytes] = {}
         self._cut_after = 0
         self._cuts_left = 0
+        self.range_shift = 0  # added to the start a 206's Content-Range announces (a server that misreports it)
+        self.stall: tuple[int, float] | None = None  # (after K body bytes, pause S seconds) for every response
         self._lock = threading.Lock()
         self._httpd: _Server | None = None
         self._thread: threading.Thread | None = None
@@ -96,7 +100,8 @@ class LocalFileServer:
         end = min(int(match.group(2)), len(data) - 1) if match.group(2) else len(data) - 1
         if start >= len(data) or start > end:
             return 416, {"Content-Range": f"bytes */{len(data)}", "Content-Length": "0"}, b""
-        headers = {"Content-Range": f"bytes {start}-{end}/{len(data)}", **self._length_header(end + 1 - start)}
+        headers = {"Content-Range": f"bytes {start + self.range_shift}-{end}/{len(data)}",
+                   **self._length_header(end + 1 - start)}
         return 206, headers, data[start : end + 1]
 
     def _length_header(self, n: int) -> dict[str, str]:
@@ -139,6 +144,12 @@ class _Handler(BaseHTTPRequestHandler):
         for name, value in headers.items():
             self.send_header(name, value)
         self.end_headers()
+        if owner.stall is not None:  # a link that goes quiet mid-body: the client's read times out
+            after, seconds = owner.stall
+            self.wfile.write(body[:after])
+            self.wfile.flush()
+            time.sleep(seconds)
+            body = body[after:]
         self.wfile.write(body)
         self.wfile.flush()
 

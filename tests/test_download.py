@@ -429,9 +429,13 @@ def test_data_filter_is_a_second_line_of_defence(tmp_path: Path, monkeypatch: py
     target.parent.mkdir()
     before = snapshot(tmp_path)
 
-    with pytest.raises(DataError, match=r"refused by tarfile's data filter"):
+    with pytest.raises(DataError) as info:
         safe_extract_tar(archive, target)
 
+    assert str(info.value).startswith(f"Refusing to extract {archive}: member 'link' was refused by tarfile's data "
+                                      "filter: ")
+    assert str(info.value).endswith(f"so nothing was extracted to {target}. Delete {archive} and download it again; "
+                                    "if this persists, the file at its source is broken or has been tampered with.")
     assert snapshot(tmp_path) == before  # ok.txt was already extracted to staging, which was removed
 
 
@@ -663,3 +667,76 @@ def test_move_into_place_refusals_in_full(tmp_path: Path) -> None:
         assert str(info.value) == (
             f"Cannot extract {archive} into {target}: {target / clashing[0]} already exists{more}. Nothing was "
             f"extracted. Remove it (or all of {target}) and re-run the same command.")
+
+
+def test_cut_connection_message_in_full(server: LocalFileServer, tmp_path: Path) -> None:
+    url = server.add("f.bin", PAYLOAD)
+    dest = tmp_path / "f.bin"
+    server.cut_connection(after=CUT, times=1)
+    with pytest.raises(DataError) as info:
+        fetch(url, dest)
+    assert str(info.value) == (
+        f"Download of {url} was interrupted at {CUT} of {len(PAYLOAD)} bytes (the server closed the connection early). "
+        f"The partial file is kept at {part_of(dest)}; re-run the same command to resume the download from there.")
+
+
+def test_stalled_connection_times_out_keeps_the_part_and_resumes(server: LocalFileServer, tmp_path: Path) -> None:
+    url = server.add("f.bin", PAYLOAD)
+    dest = tmp_path / "f.bin"
+    server.stall = (CHUNK, 3.0)
+    with pytest.raises(DataError) as info:
+        fetch(url, dest, timeout=0.5)
+    assert str(info.value) == (
+        f"Download of {url} was interrupted at {CHUNK} of {len(PAYLOAD)} bytes (timed out). The partial file is kept "
+        f"at {part_of(dest)}; re-run the same command to resume the download from there.")
+    assert part_of(dest).read_bytes() == PAYLOAD[:CHUNK]
+    server.stall = None
+    assert fetch(url, dest) == dest and dest.read_bytes() == PAYLOAD
+    assert server.requests[-1] == ("/f.bin", f"bytes={CHUNK}-")
+
+
+def test_resume_answered_with_a_wrong_range_removes_the_part(server: LocalFileServer, tmp_path: Path) -> None:
+    url = server.add("f.bin", PAYLOAD)
+    dest = tmp_path / "f.bin"
+    part_of(dest).write_bytes(PAYLOAD[:CUT])
+    server.range_shift = 1
+    with pytest.raises(DataError) as info:
+        fetch(url, dest)
+    assert str(info.value) == (
+        f"The server for {url} answered the resume request with an unexpected byte range, so the partial file "
+        f"{part_of(dest)} was removed. Re-run the same command to download it from the start.")
+    assert not part_of(dest).exists()
+
+
+def test_part_longer_than_the_pinned_size_is_downloaded_again_from_zero(server: LocalFileServer,
+                                                                         tmp_path: Path) -> None:
+    url = server.add("f.bin", PAYLOAD)
+    dest = tmp_path / "f.bin"
+    part_of(dest).write_bytes(b"x" * (len(PAYLOAD) + 10))  # cannot be a prefix of the file
+    assert fetch(url, dest, size=len(PAYLOAD)) == dest and dest.read_bytes() == PAYLOAD
+    assert server.requests == [("/f.bin", None)]
+
+
+def test_http_errors_in_full_also_on_a_resume(server: LocalFileServer, tmp_path: Path) -> None:
+    url = server.url("missing.bin")
+    for name in ("new.bin", "resumed.bin"):
+        dest = tmp_path / name
+        if name == "resumed.bin":
+            part_of(dest).write_bytes(b"x" * 10)  # a 404 to a ranged request is an error too, not "complete"
+        with pytest.raises(DataError) as info:
+            fetch(url, dest)
+        assert str(info.value) == (
+            f"Downloading {url} failed: HTTP 404 Not Found. Check that the URL is still valid and re-run the same "
+            f"command, or get the file yourself and place it at {dest}.")
+
+
+@pytest.mark.parametrize("scheme", ["http", "https", "HTTPS"])
+def test_unreachable_server_message_in_full_for_http_and_https(scheme: str, tmp_path: Path) -> None:
+    with LocalFileServer() as srv:
+        url = srv.add("f.bin", PAYLOAD).replace("http", scheme, 1)
+    dest = tmp_path / "f.bin"
+    with pytest.raises(DataError) as info:  # stopped: the port is closed, the connection refused
+        fetch(url, dest)
+    assert str(info.value) == (
+        f"Could not download {url}: [Errno 111] Connection refused. Check your network connection (and proxy "
+        f"settings) and re-run the same command, or get the file yourself and place it at {dest}.")
