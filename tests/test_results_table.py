@@ -857,3 +857,16 @@ def test_reference_backend_of_an_unknown_evaluation_is_empty(tmp_path):
     results = Results.from_cells(write_cells(tmp_path, [cell1("intended", 0, "a4b")]))
     key = next(iter(results.reference))
     assert results.reference_backend(key._replace(model="nowhere")) == ""
+
+
+def test_one_picks_the_lowest_eps_first_and_none_when_nothing_matches(tmp_path):
+    results = Results.from_cells(write_cells(tmp_path, [cell1("intended", s, "a4b") for s in SEEDS]))
+    assert results.one(model="nowhere") is None
+    natural = results.one(model="a4b", threat="natural")
+    assert natural is not None and results.one(model="a4b") == natural  # eps 0 before every attack's eps
+    fgsm = {k: e for k, e in results.find(model="a4b", attack="fgsm").items()}
+    first = min(fgsm, key=lambda k: (k.eps, k.threat))
+    assert (first.eps, first.threat) == (EPS, "transfer") and results.one(model="a4b", attack="fgsm") == fgsm[first]
+    for key in results.find(model="a4b"):  # fully specified: exactly that evaluation
+        assert results.one(**{f: getattr(key, f) for f in ("model", "attack", "threat", "eps")}) == \
+            results.reference[key]
