@@ -35,6 +35,7 @@ class LocalFileServer:
         self.content_length = content_length  # False: no Content-Length; the body ends when the connection does
         self.requests: list[tuple[str, str | None]] = []  # (path, Range header) per request, in order
         self.body_bytes_sent: list[int] = []  # body bytes actually sent per request, same order
+        self.user_agents: list[str | None] = []  # the User-Agent header per request, same order
         self._files: dict[str, bytes] = {}
         self._cut_after = 0
         self._cuts_left = 0
@@ -139,6 +140,7 @@ class _Handler(BaseHTTPRequestHandler):
                 body = body[:cut]  # the headers still announce the full length: a genuine mid-body cut
         with owner._lock:  # logged before sending, so it is complete by the time the client returns
             owner.requests.append((path, range_header))
+            owner.user_agents.append(self.headers.get("User-Agent"))
             owner.body_bytes_sent.append(len(body))
         self.send_response(status)
         for name, value in headers.items():

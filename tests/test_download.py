@@ -65,6 +65,7 @@ def test_download_verifies_and_moves_into_place(server: LocalFileServer, tmp_pat
     assert dest.read_bytes() == PAYLOAD
     assert not part_of(dest).exists()
     assert server.requests == [("/f.bin", None)]
+    assert server.user_agents == ["advtransfer-downloader"]  # some hosts refuse Python's default client name
 
 
 def test_interrupted_download_resumes_with_range(server: LocalFileServer, tmp_path: Path) -> None:
