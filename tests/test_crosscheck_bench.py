@@ -172,3 +172,61 @@ def test_crosscheck_cli_on_the_real_mobilenet_reference_model(tmp_path) -> None:
         assert r["agree"] and r["n"] == 16, r
         if not r["random_start"]:
             assert r["max_abs_diff"] == 0.0, r  # FGSM and PGD without a random start: bit for bit on CPU
+
+
+@pytest.fixture(scope="module")
+def linear():
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 8 * 8, 4)).eval()
+    x = torch.rand(24, 3, 8, 8, generator=torch.Generator().manual_seed(1))
+    return model, x, model(x).argmax(1).roll(1)  # labels the model gets partly wrong: accuracies inside (0, 1)
+
+
+def test_crosscheck_rows_field_by_field(linear) -> None:
+    """Each row: the attack, its backends (reference first), the accuracies each backend's examples leave (as a
+    separate evaluation computes them, from the same seeded generator), the criterion with its tolerance, the
+    image count and single-run seconds rounded to 0.1 ms."""
+    from advtransfer.attacks import attack
+    from advtransfer.attacks.crosscheck import EXACT_TOLERANCE, apgd_tolerance
+
+    model, x, y = linear
+    eps = 0.01
+    specs = default_specs(eps, steps=3)
+    rows = crosscheck(model, x, y, specs, seed=7)
+    assert all(0 < a < 1 for r in rows for a in r["accuracy"].values())  # an eps that leaves some examples
+    assert [(r["attack"], r["backends"]) for r in rows] == [
+        (specs[0].key(), "native vs torchattacks"), (specs[0].key(), "native vs art"),
+        (specs[1].key(), "native vs torchattacks"), (specs[1].key(), "native vs art"),
+        (specs[2].key(), "native vs torchattacks"), (specs[2].key(), "native vs art"),
+        (specs[3].key(), "torchattacks vs art")]
+    for row in rows:
+        spec = next(s for s in specs if s.key() == row["attack"])
+        for backend, accuracy in row["accuracy"].items():
+            adv = attack(model, x, y, spec, backend, generator=torch.Generator().manual_seed(7))
+            assert accuracy == (model(adv).argmax(1) == y).float().mean().item(), (row["attack"], backend)
+        assert row["n"] == len(y) == 24 and row["random_start"] is spec.random_start
+        pooled = sum(row["accuracy"].values()) / 2
+        if spec.name == "apgd_ce":
+            assert row["criterion"] == f"|accuracy difference| <= {apgd_tolerance(pooled, 24):.4f} (3-sigma, n=24)"
+        elif spec.random_start:
+            assert row["criterion"] == (f"|accuracy difference| <= {random_start_tolerance(pooled, 24):.4f} "
+                                        "(3-sigma, n=24)")
+        else:
+            assert row["criterion"] == f"max abs difference <= {EXACT_TOLERANCE:g}" and row["agree"] is True
+        assert all(type(s) is float and 0.0 <= s < 60 and round(s, 4) == s for s in row["seconds"].values())
+    again = crosscheck(model, x, y, specs, seed=7)  # the seed decides the random starts: the same rows again
+    assert [(r["accuracy"], r["max_abs_diff"]) for r in again] == [(r["accuracy"], r["max_abs_diff"]) for r in rows]
+    assert [r["max_abs_diff"] for r in crosscheck(model, x, y, specs)] == \
+        [r["max_abs_diff"] for r in crosscheck(model, x, y, specs, seed=0)]  # the default seed is 0
+
+
+def test_crosscheck_reference_and_skipped_attacks(linear) -> None:
+    model, x, y = linear
+    fgsm, apgd = AttackSpec.fgsm(0.1), AttackSpec.apgd_ce(0.1, 2)
+    # native is the reference wherever it has the attack, whatever the order the backends are given in
+    assert [r["backends"] for r in crosscheck(model, x, y, [fgsm], backends=("torchattacks", "native"))] == \
+        ["native vs torchattacks"]
+    # an attack fewer than two backends have is skipped, and the walk goes on to the next attack
+    assert [r["attack"] for r in crosscheck(model, x, y, [apgd, fgsm], backends=("native", "torchattacks"))] == \
+        [fgsm.key()]
+    assert crosscheck(model, x, y, [apgd], backends=("native",)) == []
