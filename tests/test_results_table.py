@@ -870,3 +870,15 @@ def test_one_picks_the_lowest_eps_first_and_none_when_nothing_matches(tmp_path):
     for key in results.find(model="a4b"):  # fully specified: exactly that evaluation
         assert results.one(**{f: getattr(key, f) for f in ("model", "attack", "threat", "eps")}) == \
             results.reference[key]
+
+
+def test_results_csv_without_a_study_column_and_without_results(tmp_path):
+    run = _csv_with(tmp_path, study="")
+    results = Results.from_csv(run)
+    assert results.source == run and results.rows[0].study == ""  # no registry given: the study stays unknown
+    assert Results.from_csv(run, lambda experiment: f"study-of-{experiment}").rows[0].study == "study-of-exp1"
+    empty = tmp_path / "empty"
+    with pytest.raises(UserError) as err:
+        Results.from_csv(empty)
+    assert str(err.value) == (f"no results found: there is no {empty / 'results.csv'}; run `advtransfer run "
+                              f"EXPERIMENT --profile PROFILE --out {empty}` first")
