@@ -402,3 +402,44 @@ def test_pgd_property_in_ball_and_range(eps: float, step_frac: float, steps: int
     adv = attack(model, x, y, spec, generator=gen)
     assert (adv - x).abs().max().item() <= eps + 1e-6
     assert adv.min().item() >= 0.0 and adv.max().item() <= 1.0
+
+
+def _aa(**changes) -> AttackSpec:
+    fields = {"steps": 5, "random_start": True, "restarts": 1, "n_classes": 10, "target_classes": 9, "seed": 0,
+              "fab_steps": 5, "square_queries": 50, **changes}
+    return AttackSpec("autoattack", 0.03, **fields)
+
+
+@pytest.mark.parametrize("changes", [{"seed": 2**63 - 1}, {"seed": 200}, {"target_classes": 1},
+                                     {"n_classes": 4, "target_classes": 3}])
+def test_autoattack_spec_accepts_its_edge_values(changes) -> None:
+    assert _aa(**changes).name == "autoattack"
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"seed": 2**63}, "autoattack: seed = 9223372036854775808: must be an integer in [0, 2**63)"),
+    ({"seed": True}, "autoattack: seed = True: must be an integer in [0, 2**63)"),
+    ({"seed": -1}, "autoattack: seed = -1: must be an integer in [0, 2**63)"),
+    ({"restarts": True}, "autoattack: restarts = True: must be an integer >= 1"),
+    ({"fab_steps": 0}, "autoattack: fab_steps = 0: must be an integer >= 1"),
+    ({"version": "rand"}, "autoattack version 'rand' is not supported; valid: standard (the L-inf suite APGD-CE, "
+                          "APGD-T, FAB-T, Square)"),
+    ({"n_classes": True}, "autoattack: n_classes = True: the model's number of classes, at least 4 (APGD-T's DLR "
+                          "loss reads the third and fourth largest logits)"),
+    ({"n_classes": 3, "target_classes": 2}, "autoattack: n_classes = 3: the model's number of classes, at least 4 "
+                                            "(APGD-T's DLR loss reads the third and fourth largest logits)"),
+    ({"target_classes": 10}, "autoattack: target_classes = 10: must be between 1 and n_classes - 1 = 9"),
+    ({"target_classes": 0}, "autoattack: target_classes = 0: must be between 1 and n_classes - 1 = 9"),
+])
+def test_autoattack_spec_refusals_in_full(changes, message: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        _aa(**changes)
+    assert str(err.value) == message
+
+
+def test_apgd_ce_checks_only_its_own_fields() -> None:
+    """AutoAttack's seed, FAB and Square budgets mean nothing to APGD-CE alone: not checked there."""
+    spec = AttackSpec("apgd_ce", 0.03, steps=5, random_start=True, restarts=1, fab_steps=0, square_queries=0, seed=-1)
+    assert spec.name == "apgd_ce"
+    with pytest.raises(ConfigError, match=r"^apgd_ce: restarts = 0: must be an integer >= 1$"):
+        AttackSpec("apgd_ce", 0.03, steps=5, random_start=True, restarts=0)

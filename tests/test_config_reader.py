@@ -368,6 +368,7 @@ def test_length_and_non_empty():
     refuse(Lengths, {"items": [1]}, r"\.items = \[1\]: must have at least 2 items$")
     refuse(Lengths, {"items": [1, 2, 3, 4]}, r"must have at most 3 items$")
     refuse(Lengths, {"exact": [1, 2, 3]}, r"\.exact = \[1, 2, 3\]: must have exactly 2 items$")
+    refuse(Lengths, {"exact": [1]}, r"\.exact = \[1\]: must have exactly 2 items$")  # too few: still "exactly"
     refuse(Lengths, {"text": ""}, r"\.text = '': must not be empty$")
     refuse(Lengths, {"short": "abcd"}, r"\.short = 'abcd': must have at most 3 characters$")
     refuse(Lengths, {"table": {"a": 1, "b": 2}}, r"\.table = \{'a': 1, 'b': 2\}: must have at most 1 items$")

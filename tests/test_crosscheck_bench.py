@@ -230,3 +230,9 @@ def test_crosscheck_reference_and_skipped_attacks(linear) -> None:
     assert [r["attack"] for r in crosscheck(model, x, y, [apgd, fgsm], backends=("native", "torchattacks"))] == \
         [fgsm.key()]
     assert crosscheck(model, x, y, [apgd], backends=("native",)) == []
+
+
+def test_random_start_tolerance_clips_the_accuracy_to_the_unit_interval() -> None:
+    assert random_start_tolerance(1.5, 16) == random_start_tolerance(1.0, 16) == 1 / 16
+    assert random_start_tolerance(-0.5, 16) == random_start_tolerance(0.0, 16) == 1 / 16
+    assert random_start_tolerance(0.5, 32) == 3 * (2 * 0.25 / 32) ** 0.5 + 1 / 32
