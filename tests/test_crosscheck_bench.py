@@ -30,6 +30,8 @@ def test_default_specs_are_fgsm_pgd_with_and_without_random_start_and_apgd_ce() 
     ]
     assert default_specs(eps, steps=7, apgd_steps=12)[3] == AttackSpec("apgd_ce", eps, steps=12, random_start=True)
     assert [s.steps for s in default_specs(eps)] == [1, 10, 10, 10]
+    assert [s.key() for s in default_specs(eps, steps=7)] == [
+        "fgsm-eps0.04", "pgd-eps0.04-step0.01-n7", "pgd-eps0.04-step0.01-n7-rs", "apgd_ce-eps0.04-n7-r1"]
 
 
 def test_backends_agree_on_a_trained_model(small_cnn) -> None:
@@ -236,3 +238,22 @@ def test_random_start_tolerance_clips_the_accuracy_to_the_unit_interval() -> Non
     assert random_start_tolerance(1.5, 16) == random_start_tolerance(1.0, 16) == 1 / 16
     assert random_start_tolerance(-0.5, 16) == random_start_tolerance(0.0, 16) == 1 / 16
     assert random_start_tolerance(0.5, 32) == 3 * (2 * 0.25 / 32) ** 0.5 + 1 / 32
+
+
+def test_crosscheck_markdown_in_full() -> None:
+    rows = [{"model": "bnb", "attack": "fgsm-eps0.03", "backends": "native vs art", "max_abs_diff": 0.0,
+             "frac_pixels_differing": 0.0, "accuracy": {"native": 0.25, "art": 0.25},
+             "seconds": {"native": 0.0123, "art": 0.5}, "criterion": "max abs difference <= 1e-06", "agree": True},
+            {"attack": "pgd-eps0.03-step0.0075-n5-rs", "backends": "native vs torchattacks", "max_abs_diff": 0.06,
+             "frac_pixels_differing": 0.875, "accuracy": {"native": 0.1, "torchattacks": 0.5},
+             "seconds": {"native": 1.0, "torchattacks": 2.25}, "criterion": "|accuracy difference| <= 0.2000",
+             "agree": False}]
+    assert to_markdown(rows, title="Check") == (
+        "### Check\n\n"
+        "| model | attack | backends | max abs diff | pixels differing | accuracy | seconds | criterion | agree |\n"
+        "|---|---|---|---|---|---|---|---|---|\n"
+        "| bnb | fgsm-eps0.03 | native vs art | 0.00e+00 | 0.00% | 0.2500 / 0.2500 | 0.012 / 0.500 | "
+        "max abs difference <= 1e-06 | yes |\n"
+        "|  | pgd-eps0.03-step0.0075-n5-rs | native vs torchattacks | 6.00e-02 | 87.50% | 0.1000 / 0.5000 | "
+        "1.000 / 2.250 | |accuracy difference| <= 0.2000 | **NO** |\n")
+    assert to_markdown([]).startswith("### Cross-check of attack backends\n\n| model |")

@@ -472,3 +472,31 @@ def test_two_paired_seeds_that_disagree_widen_the_interval_to_the_seed_spread():
     pooled = newcombe(6, 6, 6, 2)
     assert pooled[1] < half  # the pooled table alone would give a narrower interval
     assert (d.low, d.high) == pytest.approx((-half, half), abs=1e-12)
+
+
+def test_paired_interval_is_clipped_to_minus_one_and_one():
+    """Two seeds that disagree completely (+1 and -1 on 10 images each): the seeds' interval is wider than the
+    possible range, and the reported one stops at [-1, 1]."""
+    a, b = paired_pair([(0, 10, 0, 0), (0, 0, 10, 0)])
+    d = difference(a, b)
+    assert d.method == "paired" and (d.low, d.high) == (-1.0, 1.0)
+
+
+def test_newcombe_uses_its_z_for_both_wilson_intervals():
+    both, only_a, only_b, neither = 30, 5, 3, 12
+    d = (both + only_a - both - only_b) / 50
+    assert newcombe(both, only_a, only_b, neither, z=0.0) == pytest.approx((d, d), abs=1e-12)  # no width at z = 0
+
+
+@pytest.mark.parametrize("table, phi", [((0, 1, 1, 0), -1.0), ((2, 1, 1, 2), 0.0), ((4, 2, 2, 2), 0.0)])
+def test_newcombe_correlation_at_its_edges(table, phi: float):
+    """(0, 1, 1, 0): every margin 1, negative association, phi = -1 (not the 0 of an empty margin); (2, 1, 1, 2)
+    and (4, 2, 2, 2): a positive association of at most n / 2 (3 of 6, 4 of 10) is within Newcombe's correction,
+    phi = 0."""
+    both, only_a, only_b, _ = table
+    n = sum(table)
+    p1, p2 = (both + only_a) / n, (both + only_b) / n
+    (l1, u1), (l2, u2) = wilson(p1, n), wilson(p2, n)
+    low = p1 - p2 - math.sqrt((p1 - l1) ** 2 - 2 * phi * (p1 - l1) * (u2 - p2) + (u2 - p2) ** 2)
+    high = p1 - p2 + math.sqrt((u1 - p1) ** 2 - 2 * phi * (u1 - p1) * (p2 - l2) + (p2 - l2) ** 2)
+    assert newcombe(*table) == pytest.approx((low, high), abs=1e-12)
