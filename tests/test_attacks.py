@@ -443,3 +443,8 @@ def test_apgd_ce_checks_only_its_own_fields() -> None:
     assert spec.name == "apgd_ce"
     with pytest.raises(ConfigError, match=r"^apgd_ce: restarts = 0: must be an integer >= 1$"):
         AttackSpec("apgd_ce", 0.03, steps=5, random_start=True, restarts=0)
+
+
+def test_autoattack_n_classes_must_be_an_integer() -> None:
+    with pytest.raises(ConfigError, match=r"^autoattack: n_classes = 10\.0: the model's number of classes"):
+        _aa(n_classes=10.0)

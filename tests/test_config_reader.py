@@ -979,3 +979,15 @@ def test_describe_kind_and_did_you_mean_edges():
     assert describe_kind(object()) == "a object"
     assert did_you_mean(3, ["three"]) == ""  # a non-string key has no spelling to correct
     assert did_you_mean("epz", ["eps", "epochs"]) == "; did you mean 'eps'?"
+
+
+@dataclass(frozen=True)
+class _Tables:
+    items: Annotated[tuple[dict[str, int], ...], Unique] = ()
+
+
+def test_unique_compares_tables_by_value():
+    """Tables (dicts) cannot be hashed: they are compared with the ones before them, by value."""
+    assert read(_Tables, {"items": [{"a": 1}, {"a": 2}, {"b": 1}]}, "x").items == ({"a": 1}, {"a": 2}, {"b": 1})
+    refuse(_Tables, {"items": [{"a": 1}, {"b": 2}, {"a": 1}]},
+           r"\.items = \[\{'a': 1\}, \{'b': 2\}, \{'a': 1\}\]: repeats \{'a': 1\}; each value may appear once$")

@@ -618,15 +618,17 @@ def test_checksum_and_announced_size_messages_in_full(server: LocalFileServer, t
 def test_progress_bar_counts_bytes_in_binary_units_from_the_resumed_offset(
     server: LocalFileServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """The bar of a resumed download starts at the bytes already there and ends at the whole file, in KiB/MiB."""
-    url = server.add("f.bin", PAYLOAD)
-    dest = tmp_path / "f.bin"
+    """The bar of a resumed download starts at the bytes already there and ends at the whole file, in KiB/MiB:
+    1,024,000 bytes are 0.98 MiB (in decimal units 1.02 M, with a divisor of 1025 999 k)."""
+    payload = PAYLOAD[:1_024_000]
+    url = server.add("g.bin", payload)
+    dest = tmp_path / "g.bin"
     server.cut_connection(after=CUT, times=1)
     with pytest.raises(DataError):
-        fetch(url, dest, progress=False)
-    fetch(url, dest, progress=True)
+        fetch(url, dest, hashlib.sha256(payload).hexdigest(), progress=False)
+    fetch(url, dest, hashlib.sha256(payload).hexdigest(), progress=True)
     final = capsys.readouterr().err.replace("\r", "\n").strip().splitlines()[-1]
-    assert final.startswith("f.bin: 100%|") and " 1.00M/1.00M [" in final, final  # 1,048,580 B = 1.00 MiB
+    assert final.startswith("g.bin: 100%|") and " 0.98M/0.98M [" in final, final
     assert "B/s]" in final
 
 
@@ -741,3 +743,25 @@ def test_unreachable_server_message_in_full_for_http_and_https(scheme: str, tmp_
     assert str(info.value) == (
         f"Could not download {url}: [Errno 111] Connection refused. Check your network connection (and proxy "
         f"settings) and re-run the same command, or get the file yourself and place it at {dest}.")
+
+
+@pytest.mark.parametrize("entries, member, why", [
+    ((entry("pipe", tarfile.FIFOTYPE),), "pipe",
+     "is a device file, FIFO or other special file (only files, directories and links)"),
+    ((file_("/abs/evil", b"x"),), "/abs/evil", "has an absolute path"),
+    ((file_("a/../../evil", b"x"),), "a/../../evil", "contains '..', which would write outside the target directory"),
+    ((file_(".", b"x"),), ".", "would replace the target directory itself"),
+    ((hardlink("hl", "../secret"),), "hl", "is a hard link to '../secret', which points outside the target directory"),
+    ((hardlink("hl", "later.txt"), file_("later.txt", b"x")), "hl",
+     "is a hard link to 'later.txt', which is not an earlier member of the archive (the link points nowhere)"),
+    ((dir_("a"), dir_("a/b"), symlink("a/b/l", "."), file_("a/b/l/f", b"x")), "a/b/l/f",
+     "is placed under the symlink 'a/b/l'"),
+    ((dir_("a"), dir_("a/b"), symlink("a/b/l", "."), file_("a//b/./l/f", b"x")), "a//b/./l/f",
+     "is placed under the symlink 'a/b/l'"),  # the same place, spelt with empty and '.' parts
+])
+def test_unsafe_member_reasons_in_full(tmp_path: Path, entries, member: str, why: str) -> None:
+    archive, target = tmp_path / "evil.tar", tmp_path / "out"
+    archive.write_bytes(tar_bytes(*entries))
+    with pytest.raises(DataError) as info:
+        safe_extract_tar(archive, target)
+    assert str(info.value).startswith(f"Refusing to extract {archive}: member {member!r} {why}. The archive is unsafe")

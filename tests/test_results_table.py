@@ -882,3 +882,22 @@ def test_results_csv_without_a_study_column_and_without_results(tmp_path):
         Results.from_csv(empty)
     assert str(err.value) == (f"no results found: there is no {empty / 'results.csv'}; run `advtransfer run "
                               f"EXPERIMENT --profile PROFILE --out {empty}` first")
+
+
+def test_load_prefers_cells_and_only_keeps_one_study_with_its_cells(tmp_path):
+    both = write_cells(tmp_path / "both", [cell1("intended", 0, "a4b"), cell2(2, 0, "clean")])
+    loaded = Results.load(both, lambda experiment: "from-the-registry")
+    assert loaded.source == both and len(loaded.cells) == 2  # the cell documents, not results.csv
+    study1 = loaded.only("imagenet-transfer")
+    assert study1.source == both and {r.study for r in study1.rows} == {"imagenet-transfer"}
+    assert [c["cell"] for c in study1.cells] == [c["cell"] for c in loaded.cells if c["study"] == "imagenet-transfer"]
+    assert len(study1.cells) == 1 and study1.rows
+    unnamed = write_cells(tmp_path / "unnamed", [cell1("intended", 0, "a4b", with_study=False)])
+    assert {r.study for r in Results.load(unnamed, lambda experiment: "from-the-registry").rows} == \
+        {"from-the-registry"}  # the registry passed to load reaches the cells
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(UserError) as err:
+        Results.load(empty)
+    assert str(err.value) == (f"no results in {empty} (no cells/*.json and no results.csv): run `advtransfer run "
+                              f"EXPERIMENT --profile PROFILE --out {empty}` first")
