@@ -901,3 +901,16 @@ def test_load_prefers_cells_and_only_keeps_one_study_with_its_cells(tmp_path):
         Results.load(empty)
     assert str(err.value) == (f"no results in {empty} (no cells/*.json and no results.csv): run `advtransfer run "
                               f"EXPERIMENT --profile PROFILE --out {empty}` first")
+
+
+def test_claim_sources_in_the_study_order_and_other_protocols_last(tmp_path):
+    from advtransfer.reporting.claims import judge, sources
+
+    study = studies.get("imagenet-transfer")
+    docs = [cell1(p, 0, m) for p in ("intended", "as-run", "a-custom") for m in ("bnb", "a4b", "a4b_plus")]
+    results = Results.from_cells(write_cells(tmp_path, docs))
+    assert list(sources(study, results)) == ["published", "as-run", "intended", "a-custom"]
+    judged = judge(study, results)
+    assert judged and {j.study for j in judged} == {"imagenet-transfer"}
+    assert all(list(j.verdicts) == ["published", "as-run", "intended", "a-custom"] for j in judged)
+    assert judge(study, Results([])) == []  # no results of this study: no claims judged
