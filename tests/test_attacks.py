@@ -448,3 +448,9 @@ def test_apgd_ce_checks_only_its_own_fields() -> None:
 def test_autoattack_n_classes_must_be_an_integer() -> None:
     with pytest.raises(ConfigError, match=r"^autoattack: n_classes = 10\.0: the model's number of classes"):
         _aa(n_classes=10.0)
+
+
+def test_check_adversarial_names_the_attack_by_default() -> None:
+    x = torch.zeros(2, 3, 4, 4)
+    with pytest.raises(AttackCheckError, match=r"^attack: adversarial batch contains NaN$"):
+        check_adversarial(x, torch.full_like(x, float("nan")), 0.1)

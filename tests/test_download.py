@@ -5,6 +5,7 @@ All network traffic goes to a LocalFileServer on 127.0.0.1.
 
 from __future__ import annotations
 
+import bz2
 import email.message
 import hashlib
 import io
@@ -15,6 +16,7 @@ import types
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))  # tests/ holds the shared httpserver helper
@@ -765,3 +767,19 @@ def test_unsafe_member_reasons_in_full(tmp_path: Path, entries, member: str, why
     with pytest.raises(DataError) as info:
         safe_extract_tar(archive, target)
     assert str(info.value).startswith(f"Refusing to extract {archive}: member {member!r} {why}. The archive is unsafe")
+
+
+def test_bz2_archive_broken_after_its_first_block_is_a_data_error(tmp_path: Path) -> None:
+    """The headers of the first block read fine; the stream breaks later, while tarfile reads the member list."""
+    noise = np.random.default_rng(0).bytes(300_000)  # incompressible: several 100 kB bz2 blocks
+    raw = bz2.compress(tar_bytes(*(file_(f"f{i}", noise) for i in range(8))), 1)
+    cut = int(len(raw) * 0.8)
+    archive = tmp_path / "broken.tar.bz2"
+    archive.write_bytes(raw[:cut] + bytes(300) + raw[cut + 300:])
+    before = snapshot(tmp_path)
+    with pytest.raises(DataError) as info:
+        safe_extract_tar(archive, tmp_path / "out")
+    assert str(info.value) == (
+        f"Cannot extract {archive}: it is corrupt, truncated or not a tar archive (Invalid data stream). Nothing was "
+        f"extracted. Delete {archive} and re-run the same command to download it again.")
+    assert snapshot(tmp_path) == before
