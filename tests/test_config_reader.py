@@ -991,3 +991,8 @@ def test_unique_compares_tables_by_value():
     assert read(_Tables, {"items": [{"a": 1}, {"a": 2}, {"b": 1}]}, "x").items == ({"a": 1}, {"a": 2}, {"b": 1})
     refuse(_Tables, {"items": [{"a": 1}, {"b": 2}, {"a": 1}]},
            r"\.items = \[\{'a': 1\}, \{'b': 2\}, \{'a': 1\}\]: repeats \{'a': 1\}; each value may appear once$")
+
+
+def test_fixed_tuple_items_and_table_keys_are_named_in_errors():
+    refuse(Lengths, {"pair": [3, 4]}, r"\.pair\[1\] = 4: expected a string, got an integer$")
+    refuse(Lengths, {"table": {1: 2}}, r"\.table: key 1 is not a string$")

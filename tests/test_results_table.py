@@ -12,6 +12,7 @@ correct / n), never read back from the kit's table.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import json
 import math
@@ -914,3 +915,22 @@ def test_claim_sources_in_the_study_order_and_other_protocols_last(tmp_path):
     assert judged and {j.study for j in judged} == {"imagenet-transfer"}
     assert all(list(j.verdicts) == ["published", "as-run", "intended", "a-custom"] for j in judged)
     assert judge(study, Results([])) == []  # no results of this study: no claims judged
+
+
+def test_cells_keep_their_own_study_and_experiments_stay_apart(tmp_path):
+    out = write_cells(tmp_path / "a", [cell1("intended", 0, "a4b")])
+    registry = Results.from_cells(out, lambda experiment: "not-this-one")
+    assert {r.study for r in registry.rows} == {"imagenet-transfer"}  # a cell's own study wins over the registry
+    copy = cell1("intended", 0, "a4b")
+    copy["experiment"], copy["cell"] = "exp1-copy", copy["cell"].replace("exp1", "exp1-copy", 1)
+    two = Results.from_cells(write_cells(tmp_path / "b", [cell1("intended", 0, "a4b"), copy]))
+    assert len(two.reference) == 2 * len(registry.reference)  # same model and attack, two experiments: two keys
+    assert "\r" not in two.csv_text()
+
+
+def test_mixed_profiles_without_a_folder_name_the_results(tmp_path):
+    rows = Results.from_cells(write_cells(tmp_path, [cell1("intended", 0, "a4b")])).rows
+    other = [dataclasses.replace(r, profile="paper") for r in rows]
+    with pytest.raises(DataError) as err:
+        Results([*rows, *other])
+    assert str(err.value).startswith("the results mix exp1 results of profiles demo, paper; averaging them")

@@ -500,3 +500,10 @@ def test_newcombe_correlation_at_its_edges(table, phi: float):
     low = p1 - p2 - math.sqrt((p1 - l1) ** 2 - 2 * phi * (p1 - l1) * (u2 - p2) + (u2 - p2) ** 2)
     high = p1 - p2 + math.sqrt((u1 - p1) ** 2 - 2 * phi * (u1 - p1) * (p2 - l2) + (p2 - l2) ** 2)
     assert newcombe(*table) == pytest.approx((low, high), abs=1e-12)
+
+
+def test_estimate_of_no_images_is_unknown_with_the_whole_unit_interval():
+    e = estimate([], "BnB natural")
+    assert math.isnan(e.mean) and math.isnan(e.variance) and (e.low, e.high, e.n_seeds, e.n) == (0.0, 1.0, 0, 0)
+    assert e.seeds == () and e.label == "BnB natural"
+    assert estimate([SeedResult(0, 0, 0)], "x").n == 0  # seeds without images count as none
