@@ -507,3 +507,7 @@ def test_estimate_of_no_images_is_unknown_with_the_whole_unit_interval():
     assert math.isnan(e.mean) and math.isnan(e.variance) and (e.low, e.high, e.n_seeds, e.n) == (0.0, 1.0, 0, 0)
     assert e.seeds == () and e.label == "BnB natural"
     assert estimate([SeedResult(0, 0, 0)], "x").n == 0  # seeds without images count as none
+
+
+def test_estimates_are_unlabelled_by_default():
+    assert estimate([SeedResult(0, 1, 2)]).label == "" and published_estimate(0.5, 100).label == ""
