@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
+import pytest
 import torch
 
 from advtransfer.config.common import Phase
 from advtransfer.data.images import TensorImages
 from advtransfer.engine.train import epoch_seed, fit
+from advtransfer.errors import DataError
 from advtransfer.models.mobilenet import build_mobilenet_v2, wrap
 
 CPU = torch.device("cpu")
@@ -144,3 +149,35 @@ def test_bf16_autocast_trains_in_fp32_weights_and_never_resumes_across_precision
         log=logs.append, precision="fp32")
     assert any("belong to another configuration" in m for m in logs)  # the bf16 checkpoint is not resumed
     assert any(not torch.equal(a, b) for a, b in zip(bf16.state_dict().values(), fp32.state_dict().values()))
+
+
+class _Payload:
+    """Unpickling this runs code: a checkpoint must never be read that way."""
+
+    def __reduce__(self):
+        return (Path.touch, (Path(os.environ["ADVTRANSFER_TEST_MARKER"]),))
+
+
+@pytest.mark.parametrize("content, reason", [
+    (b"not a checkpoint", "UnpicklingError: Weights only load failed."),
+    ({"model": {}, "history": []}, "missing optimizer, fingerprint"),
+    ([1, 2], "missing model, optimizer, history, fingerprint"),
+    (_Payload(), "UnpicklingError: Weights only load failed."),
+])
+def test_damaged_or_foreign_checkpoint_is_one_error_and_runs_no_code(tmp_path, monkeypatch, content, reason):
+    marker = tmp_path / "code-ran"
+    monkeypatch.setenv("ADVTRANSFER_TEST_MARKER", str(marker))
+    ckpt = tmp_path / "c"
+    ckpt.mkdir()
+    path = ckpt / "epoch_002.pt"
+    if isinstance(content, bytes):
+        path.write_bytes(content)
+    else:
+        torch.save(content, path)
+    with pytest.raises(DataError) as err:
+        _fit(_model(), SCHEDULES["one phase"], ckpt)
+    message = str(err.value)
+    assert message.startswith(f"checkpoint {path} is unreadable or not a checkpoint of this kit ({reason}")
+    assert message.endswith("; delete it: the training then starts again from its first epoch (only the newest "
+                            "checkpoint is kept)")
+    assert not marker.exists()
