@@ -181,3 +181,50 @@ def test_damaged_or_foreign_checkpoint_is_one_error_and_runs_no_code(tmp_path, m
     assert message.endswith("; delete it: the training then starts again from its first epoch (only the newest "
                             "checkpoint is kept)")
     assert not marker.exists()
+
+
+@pytest.mark.parametrize("name, kind, settings", [
+    ("adam", torch.optim.Adam, {"lr": 0.003, "eps": 1e-7, "weight_decay": 0}),  # Keras' epsilon, not torch's 1e-8
+    ("rmsprop", torch.optim.RMSprop, {"lr": 0.003, "eps": 1e-7, "alpha": 0.9, "momentum": 0, "weight_decay": 0}),
+    ("sgd", torch.optim.SGD, {"lr": 0.003, "momentum": 0.9, "weight_decay": 0.0, "nesterov": False}),
+])
+def test_optimizers_carry_the_protocols_hyperparameters(name: str, kind: type, settings: dict) -> None:
+    """SPEC: Adam and RMSprop with Keras' defaults (eps 1e-7, rho 0.9), SGD with momentum 0.9 and no weight decay."""
+    from advtransfer.engine.train import make_optimizer
+
+    optimizer = make_optimizer(Phase(name, 0.003, 1), list(_model().parameters()))
+    assert type(optimizer) is kind
+    group = optimizer.param_groups[0]
+    assert {k: group[k] for k in settings} == settings
+    with pytest.raises(ValueError, match=r"^lbfgs$"):
+        make_optimizer(_phase_named("lbfgs"), [])
+
+
+def _phase_named(name: str) -> Phase:
+    phase = Phase("adam", 0.001, 1)
+    object.__setattr__(phase, "optimizer", name)  # past the config reader, which refuses it
+    return phase
+
+
+def test_resolve_precision(monkeypatch) -> None:
+    from advtransfer.engine import train
+
+    for amx, cpu_auto in ((False, "fp32"), (True, "bf16")):
+        monkeypatch.setattr(train, "cpu_has_amx", lambda amx=amx: amx)
+        assert train.resolve_precision("auto", torch.device("cpu")) == cpu_auto
+        assert train.resolve_precision("auto", torch.device("cuda")) == "bf16"
+        assert train.resolve_precision("fp32", torch.device("cuda")) == "fp32"
+        assert train.resolve_precision("bf16", torch.device("cpu")) == "bf16"
+    monkeypatch.setattr(train, "cpu_has_amx", lambda: True)
+    assert train.resolve_precision("auto", torch.device("meta")) == "fp32"  # neither CUDA nor a CPU
+    with pytest.raises(ValueError, match=r"^precision 'fp16'; valid: "):
+        train.resolve_precision("fp16", torch.device("cpu"))
+
+
+def test_epoch_seeds_are_pinned() -> None:
+    """The per-epoch seeds decide every shuffle and random start: a change to how they are derived changes every
+    result, so their values are pinned (63-bit, per run seed and epoch, and per DDP rank)."""
+    assert epoch_seed(0, 0) == 8026248942142792572
+    assert epoch_seed(7, 3) == 6961207608856179310
+    assert epoch_seed(7, 3, rank=1) == 783066588937660392
+    assert all(0 <= epoch_seed(s, e) < 2**63 for s in range(5) for e in range(5))
