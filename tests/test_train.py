@@ -228,3 +228,24 @@ def test_epoch_seeds_are_pinned() -> None:
     assert epoch_seed(7, 3) == 6961207608856179310
     assert epoch_seed(7, 3, rank=1) == 783066588937660392
     assert all(0 <= epoch_seed(s, e) < 2**63 for s in range(5) for e in range(5))
+
+
+def test_accuracy_counts_every_batch_and_divides_by_the_images() -> None:
+    from advtransfer.engine.train import accuracy
+
+    model, data = _model().eval(), _data(21)  # 21 images in batches of 8: the last batch is short
+    with torch.no_grad():
+        want = (model(data.images).argmax(1) == data.labels).sum().item() / 21
+    assert accuracy(model, data, 8, CPU) == pytest.approx(want, abs=1e-12) and 0 < want < 1
+    one = TensorImages(data.images[:1], model(data.images[:1]).argmax(1))  # one image, predicted right
+    assert accuracy(model, one, 8, CPU) == 1.0
+    assert accuracy(model, TensorImages(data.images[:0], data.labels[:0]), 8, CPU) == 0.0  # no images: 0, no error
+
+
+def test_phase_of_each_epoch() -> None:
+    from advtransfer.engine.train import _phase_of
+
+    schedule = (Phase("adam", 1e-3, 2), Phase("rmsprop", 1e-4, 3))
+    assert [_phase_of(schedule, e) for e in range(5)] == [0, 0, 1, 1, 1]
+    with pytest.raises(IndexError, match=r"^5$"):
+        _phase_of(schedule, 5)
