@@ -26,14 +26,15 @@ def tests(session: nox.Session) -> None:
     at another count, e.g. `OMP_NUM_THREADS=4 nox -s tests -- -n 0 -m slow -k demo`."""
     _install(session)
     threads = os.environ.get("OMP_NUM_THREADS", "1")
-    session.run("python", "-m", "pytest", *(session.posargs or ["-q", "-n", "auto", "--dist", "loadgroup", "--durations=25"]),
+    default = ["-q", "-n", "auto", "--dist", "loadgroup", "--durations=25"]
+    session.run("python", "-m", "pytest", *(session.posargs or default),
                 env={"CUDA_VISIBLE_DEVICES": "", "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads})
 
 
 @nox.session
 def mutants(session: nox.Session) -> None:
-    """Mutation testing (mutmut; modules and tests in pyproject.toml's [tool.mutmut]); not in CI, it takes about two
-    hours on 2 cores. ADVTRANSFER_MUTANTS=1 draws a tenth of each property test's examples (tests/budget.py); the
+    """Mutation testing (mutmut; modules and tests in pyproject.toml's [tool.mutmut]); not in CI, it takes about 90
+    minutes on 2 cores. ADVTRANSFER_MUTANTS=1 draws a tenth of each property test's examples (tests/budget.py); the
     tests marked heavy are left out. Then tools/mutants_report.py: the score per module, survivors to
     mutants/survivors.txt, and a failure for any survivor without a reason in mutmut-survivors.md (-- mutmut
     arguments, e.g. a mutant's name)."""
