@@ -77,10 +77,9 @@ def test_interrupted_download_resumes_with_range(server: LocalFileServer, tmp_pa
 
     with pytest.raises(DataError) as info:
         fetch(url, dest)
-    message = str(info.value)
-    assert f"interrupted at {CUT} of {len(PAYLOAD)} bytes" in message
-    assert "re-run the same command to resume" in message
-    assert str(part_of(dest)) in message
+    assert str(info.value) == (
+        f"Download of {url} was interrupted at {CUT} of {len(PAYLOAD)} bytes (the server closed the connection early). "
+        f"The partial file is kept at {part_of(dest)}; re-run the same command to resume the download from there.")
     assert part_of(dest).read_bytes() == PAYLOAD[:CUT]
     assert not dest.exists()
 
@@ -672,17 +671,6 @@ def test_move_into_place_refusals_in_full(tmp_path: Path) -> None:
         assert str(info.value) == (
             f"Cannot extract {archive} into {target}: {target / clashing[0]} already exists{more}. Nothing was "
             f"extracted. Remove it (or all of {target}) and re-run the same command.")
-
-
-def test_cut_connection_message_in_full(server: LocalFileServer, tmp_path: Path) -> None:
-    url = server.add("f.bin", PAYLOAD)
-    dest = tmp_path / "f.bin"
-    server.cut_connection(after=CUT, times=1)
-    with pytest.raises(DataError) as info:
-        fetch(url, dest)
-    assert str(info.value) == (
-        f"Download of {url} was interrupted at {CUT} of {len(PAYLOAD)} bytes (the server closed the connection early). "
-        f"The partial file is kept at {part_of(dest)}; re-run the same command to resume the download from there.")
 
 
 def test_stalled_connection_times_out_keeps_the_part_and_resumes(server: LocalFileServer, tmp_path: Path) -> None:
