@@ -28,7 +28,7 @@ $(BIN)/.installed: pyproject.toml tools/install.sh
 
 venv: $(BIN)/.installed  ## create .venv with the pinned dependencies (torch 2.14.1, torchattacks 3.5.1, ART 1.20.1)
 
-demo: $(BIN)/.installed  ## every experiment's demo profile on built-in tiny data, CPU, offline, ~8 min (+2 min setup) -> results/demo (report.html)
+demo: $(BIN)/.installed  ## every experiment's demo profile on built-in tiny data, CPU, offline, ~5 min (+2 min setup) -> results/demo (report.html)
 	$(BIN)/advtransfer reproduce-all --profile demo --out $(OUT)/demo $(ARGS)
 
 exp1: $(BIN)/.installed  ## study 1 at paper scale (ImageNet-R, MobileNetV2; fetches data and weights first) -> results/paper

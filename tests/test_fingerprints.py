@@ -40,7 +40,7 @@ EXP2_EVALUATION_ONLY = {
 # sha256 (first 16 hex digits) of every training fingerprint of each shipped profile, computed before AutoAttack,
 # APGD-CE and the torchvision / timm models were added: those changes must leave every existing checkpoint
 # resumable (AttackSpec grew fields; adversarial training fingerprints read AttackSpec.identity(), not to_dict()).
-PINNED = {("exp1", "demo"): "8135d63cb3641d2c", ("exp1", "paper"): "56f9d10cde1328d8",
+PINNED = {("exp1", "demo"): "69ae5f1fd19d3a47", ("exp1", "paper"): "56f9d10cde1328d8",
           ("exp2", "demo"): "8dc253457cfcf276", ("exp2", "paper"): "430a57ab4b8205aa",
           ("exp2", "cifar10-real-mini"): "f4e4db541ec9e070"}
 
@@ -71,8 +71,23 @@ def test_shipped_profiles_keep_their_fingerprints(experiment: str, profile: str)
     merged: dict[str, str] = {}
     for cell in exp.study.plan(exp):
         merged.update(fingerprints(exp, cell))
-    digest = hashlib.sha256(json.dumps(merged, sort_keys=True).encode()).hexdigest()[:16]
-    assert digest == PINNED[(experiment, profile)]
+    assert _digest(merged) == PINNED[(experiment, profile)]
+
+
+def _digest(fingerprints: dict[str, str]) -> str:
+    return hashlib.sha256(json.dumps(fingerprints, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def test_the_one_seed_demo_keeps_the_fingerprints_of_the_two_seed_demo() -> None:
+    """exp1's demo went from seeds [0, 1] to [0]: seed 0's trainings are those of the two-seed demo (its
+    checkpoints resume), and the two-seed grid still has the fingerprints pinned before the change."""
+    exp = load_experiment("exp1", "demo")
+    two = exp.with_settings(seeds=(0, 1))
+    merged: dict[str, str] = {}
+    for cell in two.study.plan(two):
+        merged.update(fingerprints1(two, cell))
+    assert _digest(merged) == "8135d63cb3641d2c"
+    assert _digest({k: v for k, v in merged.items() if k.endswith("-s0")}) == PINNED[("exp1", "demo")]
 
 
 def test_study2_torchvision_and_timm_models_have_their_own_fingerprints() -> None:
