@@ -21,7 +21,7 @@ from ..io import atomic_write_json
 from ..results import store
 from ..studies.base import Cell, Experiment, RunContext
 from . import distributed, logs
-from .locks import FileLock
+from .locks import FileLock, training_lock
 from .progress import bar
 
 LOCKS_DIR = "locks"
@@ -138,7 +138,7 @@ def _training_elsewhere(run: RunContext, cell: Cell, needs: dict[str, list[str]]
     if store.cell_path(run.out, cell.key).is_file():
         return None
     for key in needs[cell.key]:
-        lock = FileLock(Path(run.out) / "checkpoints" / key / ".lock", key)
+        lock = training_lock(Path(run.out) / "checkpoints" / key)
         if lock.busy():
             return key, lock.describe()
         for other in [*needed_by.get(key, []), *([key] if key in needs else [])]:  # the cell it is named after

@@ -136,3 +136,9 @@ class FileLock:
 
     def __exit__(self, *exc: object) -> None:
         self.release()
+
+
+def training_lock(ckpt_dir: Path, log: Callable[[str], None] = lambda msg: None) -> FileLock:
+    """The lock a process holds while it trains into the checkpoint folder ``ckpt_dir`` (``train.fit``); the grid
+    walk reads it to defer a cell whose dependency another process is training (named after the folder)."""
+    return FileLock(Path(ckpt_dir) / ".lock", Path(ckpt_dir).name, log)

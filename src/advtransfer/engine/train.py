@@ -33,7 +33,7 @@ from ..data.prefetch import prefetch
 from ..errors import DataError, TrainingDiverged
 from ..io import atomic_torch_save
 from . import distributed
-from .locks import FileLock
+from .locks import training_lock
 
 # Keras' optimizer defaults (the original ran on Keras): epsilon 1e-7, RMSprop rho 0.9.
 KERAS_EPS = 1e-7
@@ -131,7 +131,7 @@ def fit(model: nn.Module, schedule: tuple[Phase, ...], train_set: Dataset, val_s
     checkpoint instead of training again."""
     if not distributed.is_main():  # under torchrun rank 0 holds the lock for every rank
         return fit_unlocked(model, schedule, train_set, val_set, ckpt_dir=ckpt_dir, log=log, **options)
-    with FileLock(Path(ckpt_dir) / ".lock", Path(ckpt_dir).name, log):
+    with training_lock(ckpt_dir, log):
         return fit_unlocked(model, schedule, train_set, val_set, ckpt_dir=ckpt_dir, log=log, **options)
 
 
