@@ -160,6 +160,7 @@ class _Payload:
 
 @pytest.mark.parametrize("content, reason", [
     (b"not a checkpoint", "UnpicklingError: Weights only load failed."),
+    (b"", "EOFError: )"),  # an exception without a message: its type alone
     ({"model": {}, "history": []}, "missing optimizer, fingerprint"),
     ([1, 2], "missing model, optimizer, history, fingerprint"),
     (_Payload(), "UnpicklingError: Weights only load failed."),
@@ -184,9 +185,12 @@ def test_damaged_or_foreign_checkpoint_is_one_error_and_runs_no_code(tmp_path, m
 
 
 @pytest.mark.parametrize("name, kind, settings", [
-    ("adam", torch.optim.Adam, {"lr": 0.003, "eps": 1e-7, "weight_decay": 0}),  # Keras' epsilon, not torch's 1e-8
-    ("rmsprop", torch.optim.RMSprop, {"lr": 0.003, "eps": 1e-7, "alpha": 0.9, "momentum": 0, "weight_decay": 0}),
-    ("sgd", torch.optim.SGD, {"lr": 0.003, "momentum": 0.9, "weight_decay": 0.0, "nesterov": False}),
+    # Keras' epsilon, not torch's 1e-8; fused / foreach: one kernel over all parameters (the speed make_optimizer
+    # documents), not a Python loop over them
+    ("adam", torch.optim.Adam, {"lr": 0.003, "eps": 1e-7, "weight_decay": 0, "fused": True}),
+    ("rmsprop", torch.optim.RMSprop, {"lr": 0.003, "eps": 1e-7, "alpha": 0.9, "momentum": 0, "weight_decay": 0,
+                                      "foreach": True}),
+    ("sgd", torch.optim.SGD, {"lr": 0.003, "momentum": 0.9, "weight_decay": 0.0, "nesterov": False, "fused": True}),
 ])
 def test_optimizers_carry_the_protocols_hyperparameters(name: str, kind: type, settings: dict) -> None:
     """SPEC: Adam and RMSprop with Keras' defaults (eps 1e-7, rho 0.9), SGD with momentum 0.9 and no weight decay."""
@@ -249,3 +253,102 @@ def test_phase_of_each_epoch() -> None:
     assert [_phase_of(schedule, e) for e in range(5)] == [0, 0, 1, 1, 1]
     with pytest.raises(IndexError, match=r"^5$"):
         _phase_of(schedule, 5)
+
+
+def test_validation_accuracy_of_each_epoch_is_the_models_on_the_validation_set(tmp_path) -> None:
+    from advtransfer.engine.train import accuracy
+
+    model = _model()
+    result = _fit(model, SCHEDULES["one phase"], tmp_path)
+    assert [sorted(h) for h in result.history] == [sorted(["epoch", "phase", "optimizer", "lr", "train_loss",
+                                                           "train_acc", "val_acc", "seconds"])] * 3
+    assert result.history[-1]["val_acc"] == accuracy(model, _data(16, seed=1), 256, CPU)  # the last epoch's model
+    without = fit(_model(), SCHEDULES["one phase"], _data(), None, seed=7, batch_size=8, ckpt_dir=tmp_path / "n",
+                  fingerprint="f", device=CPU, log=lambda m: None)
+    assert all("val_acc" not in h for h in without.history)
+
+
+def _fingerprint_of(ckpt: Path) -> str:
+    (path,) = ckpt.glob("epoch_*.pt")
+    return torch.load(path, weights_only=True)["fingerprint"]
+
+
+def test_checkpoint_fingerprint_is_the_callers_in_fp32_and_names_any_other_precision(tmp_path, monkeypatch) -> None:
+    """fp32 checkpoints carry the caller's fingerprint unchanged (those written before precision existed resume);
+    another precision is appended, so a run never resumes across precisions; ``auto`` is resolved first."""
+    from advtransfer.engine import train
+
+    monkeypatch.setattr(train, "cpu_has_amx", lambda: False)
+    schedule = (Phase("adam", 1e-3, 1),)
+    for precision, ckpt, want in (("fp32", "a", "f"), ("auto", "b", "f"), ("bf16", "c", "f/bf16")):
+        _fit(_model(), schedule, tmp_path / ckpt, precision=precision)
+        assert _fingerprint_of(tmp_path / ckpt) == want, precision
+
+
+def test_health_check_names_the_training_epoch_and_fix(monkeypatch) -> None:
+    from advtransfer.engine.train import _check_health
+    from advtransfer.errors import TrainingDiverged
+
+    model, phase = _model(), Phase("rmsprop", 0.01, 4)
+    assert _check_health(model, 1.5, "cell-a", 2, 4, phase, "fp32") is None
+    with pytest.raises(TrainingDiverged) as err:
+        _check_health(model, float("nan"), "cell-a", 2, 4, phase, "fp32")  # weights finite, loss not
+    assert str(err.value) == ("training cell-a diverged in epoch 2/4: the loss or a weight became NaN or infinite; "
+                              "lower the learning rate in the config's schedule (now rmsprop lr 0.01). Nothing of "
+                              "this cell is recorded; finished cells are kept")
+    with torch.no_grad():
+        next(model.parameters())[0].fill_(float("inf"))
+    with pytest.raises(TrainingDiverged) as err:
+        _check_health(model, 1.5, "cell-b", 3, 4, phase, "bf16")  # loss finite, a weight not
+    assert str(err.value) == ("training cell-b diverged in epoch 3/4: the loss or a weight became NaN or infinite; "
+                              "lower the learning rate in the config's schedule (now rmsprop lr 0.01) or train in "
+                              "fp32 (--precision fp32). Nothing of this cell is recorded; finished cells are kept")
+
+
+def test_fit_holds_the_training_lock_on_the_main_rank_only(tmp_path, monkeypatch) -> None:
+    """The main process trains holding checkpoints/<key>/.lock (another process needing the same training waits);
+    under torchrun only rank 0 takes it, and another rank trains the same without it."""
+    import json
+
+    from advtransfer.engine import distributed
+    from advtransfer.engine.train import EPOCH_HOOK
+
+    seen: list[tuple[str, int | None]] = []
+
+    def hook(name: str, entry: dict) -> None:
+        lock = tmp_path / name / ".lock"
+        seen.append((name, json.loads(lock.read_text())["pid"] if lock.exists() else None))
+
+    token = EPOCH_HOOK.set(hook)
+    try:
+        main = _model()
+        ref = _fit(main, SCHEDULES["one phase"], tmp_path / "main")
+        monkeypatch.setattr(distributed, "is_main", lambda: False)
+        other = _model()
+        got = _fit(other, SCHEDULES["one phase"], tmp_path / "rank1")
+    finally:
+        EPOCH_HOOK.reset(token)
+    assert seen == [("main", os.getpid())] * 3 + [("rank1", None)] * 3
+    assert not (tmp_path / "main" / ".lock").exists()  # released after training
+    _same(main, other)
+    assert [h["val_acc"] for h in got.history] == [h["val_acc"] for h in ref.history]
+
+
+def test_fit_waits_for_another_process_training_the_same_folder_and_says_so(tmp_path) -> None:
+    """A live holder of the folder's lock (here: this test's parent process, as if it were training) makes fit
+    wait with one line naming it, then train once the holder is gone."""
+    import json
+    import socket
+    import threading
+
+    ckpt = tmp_path / "shared-pretrain"
+    ckpt.mkdir()
+    lock = ckpt / ".lock"
+    lock.write_text(json.dumps({"pid": os.getppid(), "host": socket.gethostname(), "started": "then"}))
+    threading.Timer(0.5, lock.unlink).start()  # the holder finishes
+    logs: list[str] = []
+    result = fit(_model(), SCHEDULES["one phase"], _data(), None, seed=7, batch_size=8, ckpt_dir=ckpt,
+                 fingerprint="f", device=CPU, log=logs.append)
+    assert logs[0] == (f"[shared-pretrain] waiting for pid {os.getppid()} on {socket.gethostname()} (since then) "
+                       f"to finish it ({lock})")
+    assert len(result.history) == 3
