@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from advtransfer.config.common import Phase
 from advtransfer.data.images import TensorImages
@@ -352,3 +353,83 @@ def test_fit_waits_for_another_process_training_the_same_folder_and_says_so(tmp_
     assert logs[0] == (f"[shared-pretrain] waiting for pid {os.getppid()} on {socket.gethostname()} (since then) "
                        f"to finish it ({lock})")
     assert len(result.history) == 3
+
+
+def test_each_epoch_shuffles_with_its_own_seed_and_draws_random_starts_from_it(tmp_path) -> None:
+    """Epoch e's batches follow ``torch.randperm`` from a generator seeded with ``epoch_seed(seed, e)``, and the
+    adversary's random starts draw from a generator seeded the same way (so a resumed epoch replays them)."""
+    data = _data()
+    seen: list[tuple[torch.Tensor, int]] = []
+
+    def record(model, x, y, generator):
+        seen.append((x.clone(), generator.initial_seed()))
+        return x
+
+    fit(_model(), SCHEDULES["one phase"], data, None, seed=7, batch_size=8, ckpt_dir=tmp_path, fingerprint="f",
+        device=CPU, log=lambda m: None, adversary=record)
+    want = []
+    for e in range(3):
+        order = torch.randperm(len(data), generator=torch.Generator().manual_seed(epoch_seed(7, e)))
+        want += [(data.images[order[i:i + 8]], epoch_seed(7, e)) for i in range(0, len(data), 8)]
+    assert len(seen) == len(want) == 18
+    assert all(torch.equal(x, wx) and s == ws for (x, s), (wx, ws) in zip(seen, want))
+
+
+def test_each_epochs_train_loss_and_accuracy_are_the_means_over_its_images(tmp_path) -> None:
+    """The history's train_loss and train_acc: mean cross-entropy and accuracy over the epoch's training batches
+    (a short last batch weighted by its size), recomputed here from the logits each batch's step starts from."""
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 16 * 16, 3))  # no BatchNorm, no dropout
+    data = _data(44)  # batches of 8: the last has 4 images
+    sums: list[list[float]] = [[0.0, 0.0]]
+
+    def score(model, x, y, generator):
+        with torch.no_grad():  # the same weights the step's forward sees
+            logits = model(x)
+        sums[-1][0] += F.cross_entropy(logits, y, reduction="sum").item()
+        sums[-1][1] += (logits.argmax(1) == y).sum().item()
+        return x
+
+    history = []
+    for epochs in (1, 2):  # epoch 2 resumes from epoch 1's checkpoint: its sums start from zero again
+        sums.append([0.0, 0.0])
+        history = fit(net, (Phase("adam", 1e-2, 2),), data, None, seed=3, batch_size=8, ckpt_dir=tmp_path,
+                      fingerprint="f", device=CPU, log=lambda m: None, adversary=score, stop_after=epochs).history
+    assert len(history) == 2
+    for entry, (loss, correct) in zip(history, sums[1:]):
+        assert entry["train_loss"] == pytest.approx(loss / 44, rel=1e-6)
+        assert entry["train_acc"] == correct / 44
+
+
+def test_history_checkpoint_and_log_lines_name_each_epoch_and_phase(tmp_path) -> None:
+    """Each epoch's history entry, checkpoint and log line carry its 1-based number, phase and optimizer; a resume
+    says where it starts from."""
+    schedule = SCHEDULES["two phases"]
+    logs: list[str] = []
+    result = fit(_model(), schedule, _data(), _data(16, seed=1), seed=7, batch_size=8, ckpt_dir=tmp_path,
+                 fingerprint="f", device=CPU, log=logs.append, stop_after=3)
+    assert [(h["epoch"], h["phase"], h["optimizer"], h["lr"]) for h in result.history] == [
+        (1, 0, "adam", 1e-3), (2, 0, "adam", 1e-3), (3, 1, "rmsprop", 1e-4)]
+    assert torch.load(tmp_path / "epoch_003.pt", weights_only=True)["epoch"] == 3
+    for line, h, head in zip(logs, result.history, ("1/4 adam lr 0.001", "2/4 adam lr 0.001", "3/4 rmsprop lr 0.0001")):
+        assert line == (f"  epoch {head}: loss {h['train_loss']:.4f} train_acc {h['train_acc']:.4f} "
+                        f"val_acc {h['val_acc']:.4f} ({h['seconds']:.1f}s)")
+    assert 0 < result.history[0]["seconds"] < 600
+    logs.clear()
+    fit(_model(), schedule, _data(), None, seed=7, batch_size=8, ckpt_dir=tmp_path, fingerprint="f", device=CPU,
+        log=logs.append)
+    assert logs[0] == "  resumed from epoch_003.pt (3/4 epochs done)"
+    h = torch.load(tmp_path / "epoch_004.pt", weights_only=True)["history"][-1]
+    assert logs[1] == (f"  epoch 4/4 rmsprop lr 0.0001: loss {h['train_loss']:.4f} train_acc {h['train_acc']:.4f} "
+                       f"({h['seconds']:.1f}s)")  # no validation set: no val_acc
+
+
+def test_a_checkpoint_of_another_architecture_under_the_same_fingerprint_is_one_error(tmp_path) -> None:
+    _fit(_model(), SCHEDULES["one phase"], tmp_path, stop_after=1)
+    other = wrap(build_mobilenet_v2(5, width_mult=0.25, stride8=True, seed=0))  # 5 classes: another head
+    with pytest.raises(DataError) as err:
+        _fit(other, SCHEDULES["one phase"], tmp_path)
+    assert str(err.value) == (
+        f"checkpoint {tmp_path / 'epoch_001.pt'} is unreadable or not a checkpoint of this kit (Error(s) in loading "
+        "state_dict for ImageClassifier:); delete it: the training then starts again from its first epoch (only the "
+        "newest checkpoint is kept)")
