@@ -314,11 +314,11 @@ def test_fit_holds_the_training_lock_on_the_main_rank_only(tmp_path, monkeypatch
     from advtransfer.engine import distributed
     from advtransfer.engine.train import EPOCH_HOOK
 
-    seen: list[tuple[str, int | None]] = []
+    seen: list[tuple[str, int | None, int]] = []
 
-    def hook(name: str, entry: dict) -> None:
+    def hook(name: str, entry: dict) -> None:  # called after every epoch (the TensorBoard writer's hook)
         lock = tmp_path / name / ".lock"
-        seen.append((name, json.loads(lock.read_text())["pid"] if lock.exists() else None))
+        seen.append((name, json.loads(lock.read_text())["pid"] if lock.exists() else None, entry["epoch"]))
 
     token = EPOCH_HOOK.set(hook)
     try:
@@ -329,7 +329,7 @@ def test_fit_holds_the_training_lock_on_the_main_rank_only(tmp_path, monkeypatch
         got = _fit(other, SCHEDULES["one phase"], tmp_path / "rank1")
     finally:
         EPOCH_HOOK.reset(token)
-    assert seen == [("main", os.getpid())] * 3 + [("rank1", None)] * 3
+    assert seen == [("main", os.getpid(), e) for e in (1, 2, 3)] + [("rank1", None, e) for e in (1, 2, 3)]
     assert not (tmp_path / "main" / ".lock").exists()  # released after training
     _same(main, other)
     assert [h["val_acc"] for h in got.history] == [h["val_acc"] for h in ref.history]
@@ -433,3 +433,22 @@ def test_a_checkpoint_of_another_architecture_under_the_same_fingerprint_is_one_
         f"checkpoint {tmp_path / 'epoch_001.pt'} is unreadable or not a checkpoint of this kit (Error(s) in loading "
         "state_dict for ImageClassifier:); delete it: the training then starts again from its first epoch (only the "
         "newest checkpoint is kept)")
+
+
+def test_compile_model_trains_through_torch_compile_to_the_same_weights(tmp_path, monkeypatch) -> None:
+    """``compile_model`` (``--compile``) trains through ``torch.compile(model)``; the weights are the eager
+    run's. (Compiled here with dynamo's eager backend: inductor needs a C++ toolchain and minutes on a CPU.)"""
+    calls: list[torch.nn.Module] = []
+    real = torch.compile
+
+    def eager(module, **kwargs):
+        calls.append(module)
+        return real(module, backend="eager")
+
+    monkeypatch.setattr(torch, "compile", eager)
+    compiled, plain = _model(), _model()
+    _fit(compiled, SCHEDULES["one phase"], tmp_path / "compiled", compile_model=True)
+    _fit(plain, SCHEDULES["one phase"], tmp_path / "plain")
+    assert calls == [compiled]
+    for (name, a), b in zip(compiled.state_dict().items(), plain.state_dict().values()):
+        assert torch.allclose(a.float(), b.float(), atol=1e-6), name
