@@ -68,10 +68,15 @@ def test_other_autoattack_settings_never_retrain(experiment: str) -> None:
 def test_shipped_profiles_keep_their_fingerprints(experiment: str, profile: str) -> None:
     exp = load_experiment(experiment, profile)
     fingerprints = fingerprints1 if experiment == "exp1" else fingerprints2
+    assert _digest(_merged(exp, fingerprints)) == PINNED[(experiment, profile)]
+
+
+def _merged(exp, fingerprints) -> dict[str, str]:
+    """Every training fingerprint of the experiment's grid, by checkpoint folder."""
     merged: dict[str, str] = {}
     for cell in exp.study.plan(exp):
         merged.update(fingerprints(exp, cell))
-    assert _digest(merged) == PINNED[(experiment, profile)]
+    return merged
 
 
 def _digest(fingerprints: dict[str, str]) -> str:
@@ -82,10 +87,7 @@ def test_the_one_seed_demo_keeps_the_fingerprints_of_the_two_seed_demo() -> None
     """exp1's demo went from seeds [0, 1] to [0]: seed 0's trainings are those of the two-seed demo (its
     checkpoints resume), and the two-seed grid still has the fingerprints pinned before the change."""
     exp = load_experiment("exp1", "demo")
-    two = exp.with_settings(seeds=(0, 1))
-    merged: dict[str, str] = {}
-    for cell in two.study.plan(two):
-        merged.update(fingerprints1(two, cell))
+    merged = _merged(exp.with_settings(seeds=(0, 1)), fingerprints1)
     assert _digest(merged) == "8135d63cb3641d2c"
     assert _digest({k: v for k, v in merged.items() if k.endswith("-s0")}) == PINNED[("exp1", "demo")]
 
