@@ -266,44 +266,74 @@ def test_attack_does_not_touch_inputs(model: ImageClassifier, batch: tuple[torch
 # ------------------------------------------------------------------------------------------------ validation
 
 
-@pytest.mark.parametrize(
-    "kwargs",
-    [
-        {"name": "cw", "eps": 0.03},
-        {"name": "fgsm", "eps": -0.01},
-        {"name": "fgsm", "eps": 1.5},
-        {"name": "fgsm", "eps": math.nan},
-        {"name": "fgsm", "eps": math.inf},
-        {"name": "fgsm", "eps": 0.03, "steps": 2},
-        {"name": "fgsm", "eps": 0.03, "random_start": True},
-        {"name": "pgd", "eps": 0.03, "steps": 5},
-        {"name": "pgd", "eps": 0.03, "step": 0.0, "steps": 5},
-        {"name": "pgd", "eps": 0.03, "step": -0.01, "steps": 5},
-        {"name": "pgd", "eps": 0.03, "step": math.nan, "steps": 5},
-        {"name": "pgd", "eps": 0.03, "step": 0.01, "steps": 0},
-        {"name": "fgsm", "eps": 0.03, "targeted": True},
-        {"name": "pgd", "eps": 0.03, "step": 0.01, "steps": 5, "targeted": True},
-        {"name": "fgsm", "eps": 0.03, "norm": "l2"},
-        {"name": "fgsm_rs", "eps": 0.03, "step": 0.03},
-        {"name": "fgsm_rs", "eps": 0.03, "step": 0.03, "random_start": True, "steps": 3},
-    ],
-    ids=["unknown-name", "eps<0", "eps>1", "eps-nan", "eps-inf", "fgsm-steps2", "fgsm-random-start",
-         "pgd-no-step", "step0", "step<0", "step-nan", "steps0", "targeted-fgsm", "targeted-pgd", "norm-l2",
-         "fgsm_rs-no-random-start", "fgsm_rs-steps3"],
-)
-def test_attack_spec_rejects_invalid(kwargs: dict, request: pytest.FixtureRequest) -> None:
-    # Each refusal names what is wrong (and the rule), not only its type.
-    expected = {"unknown-name": "unknown attack 'cw'; valid: fgsm, pgd", "eps<0": "eps = -0.01: ",
-                "eps>1": "eps = 1.5: ", "eps-nan": "eps = nan: ", "eps-inf": "eps = inf: ",
-                "fgsm-steps2": "fgsm is one step from the clean input", "fgsm-random-start": "random_start = false",
-                "pgd-no-step": "got None", "step0": "got 0.0", "step<0": "got -0.01", "step-nan": "got nan",
-                "steps0": "steps = 0: must be an integer >= 1", "targeted-fgsm": "targeted attacks are not supported",
-                "targeted-pgd": "use targeted = false", "norm-l2": "attack norm 'l2' is not supported; valid: linf",
-                "fgsm_rs-no-random-start": "fgsm_rs is one step from a random start",
-                "fgsm_rs-steps3": "steps = 1, random_start = true"}[request.node.callspec.id]
+_RS_ONE_STEP = "fgsm_rs is one step from a random start: steps = 1, random_start = true"
+_FGSM_ONE_STEP = ("fgsm is one step from the clean input: steps = 1, random_start = false (use 'fgsm_rs' for FGSM "
+                  "with a random start, 'pgd' for several steps)")
+_EPS_RULE = "eps is in pixel units on [0, 1] inputs, so 0 <= eps <= 1"
+_TARGETED = "targeted attacks are not supported by the kit's studies; use targeted = false"
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"name": "cw", "eps": 0.03},
+     "unknown attack 'cw'; valid: fgsm, pgd, fgsm_rs, nifgsm, vmifgsm, apgd_ce, autoattack"),
+    ({"name": "fgsm", "eps": -0.01}, f"eps = -0.01: {_EPS_RULE}"),
+    ({"name": "fgsm", "eps": 1.5}, f"eps = 1.5: {_EPS_RULE}"),
+    ({"name": "fgsm", "eps": 1.0000001}, f"eps = 1.0000001: {_EPS_RULE}"),
+    ({"name": "fgsm", "eps": math.nan}, f"eps = nan: {_EPS_RULE}"),
+    ({"name": "fgsm", "eps": math.inf}, f"eps = inf: {_EPS_RULE}"),
+    ({"name": "fgsm", "eps": "0.03"}, f"eps = '0.03': {_EPS_RULE}"),
+    ({"name": "fgsm", "eps": 0.03, "norm": "l2"}, "attack norm 'l2' is not supported; valid: linf"),
+    ({"name": "fgsm", "eps": 0.03, "targeted": True}, _TARGETED),
+    ({"name": "pgd", "eps": 0.03, "step": 0.01, "steps": 5, "targeted": True}, _TARGETED),
+    ({"name": "pgd", "eps": 0.03, "step": 0.01, "steps": 0}, "steps = 0: must be an integer >= 1"),
+    ({"name": "pgd", "eps": 0.03, "step": 0.01, "steps": 2.0}, "steps = 2.0: must be an integer >= 1"),
+    ({"name": "fgsm", "eps": 0.03, "step": 0.03}, "fgsm's step is eps: leave step unset"),
+    ({"name": "fgsm", "eps": 0.03, "steps": 2}, _FGSM_ONE_STEP),
+    ({"name": "fgsm", "eps": 0.03, "random_start": True}, _FGSM_ONE_STEP),
+    ({"name": "pgd", "eps": 0.03, "steps": 5}, "pgd needs step in (0, 1] pixel units, got None"),
+    ({"name": "pgd", "eps": 0.03, "step": 0.0, "steps": 5}, "pgd needs step in (0, 1] pixel units, got 0.0"),
+    ({"name": "pgd", "eps": 0.03, "step": -0.01, "steps": 5}, "pgd needs step in (0, 1] pixel units, got -0.01"),
+    ({"name": "pgd", "eps": 0.03, "step": 1.5, "steps": 5}, "pgd needs step in (0, 1] pixel units, got 1.5"),
+    ({"name": "pgd", "eps": 0.03, "step": math.nan, "steps": 5}, "pgd needs step in (0, 1] pixel units, got nan"),
+    ({"name": "nifgsm", "eps": 0.03, "steps": 5}, "nifgsm needs step in (0, 1] pixel units, got None"),
+    ({"name": "fgsm_rs", "eps": 0.03, "step": 0.03}, _RS_ONE_STEP),
+    ({"name": "fgsm_rs", "eps": 0.03, "step": 0.03, "random_start": True, "steps": 3}, _RS_ONE_STEP),
+    ({"name": "nifgsm", "eps": 0.03, "step": 0.01, "steps": 5, "random_start": True},
+     "nifgsm starts from the clean input: random_start = false"),
+    ({"name": "vmifgsm", "eps": 0.03, "step": 0.01, "steps": 5, "random_start": True},
+     "vmifgsm starts from the clean input: random_start = false"),
+    ({"name": "vmifgsm", "eps": 0.03, "step": 0.01, "steps": 5, "decay": -0.5}, "decay = -0.5: must be >= 0"),
+    ({"name": "vmifgsm", "eps": 0.03, "step": 0.01, "steps": 5, "decay": math.inf}, "decay = inf: must be >= 0"),
+    ({"name": "vmifgsm", "eps": 0.03, "step": 0.01, "steps": 5, "n_samples": 0},
+     "n_samples = 0: must be an integer >= 1"),
+    ({"name": "vmifgsm", "eps": 0.03, "step": 0.01, "steps": 5, "n_samples": 2.0},
+     "n_samples = 2.0: must be an integer >= 1"),
+    ({"name": "vmifgsm", "eps": 0.03, "step": 0.01, "steps": 5, "beta": 0.0}, "beta = 0.0: must be > 0"),
+    ({"name": "vmifgsm", "eps": 0.03, "step": 0.01, "steps": 5, "beta": math.nan}, "beta = nan: must be > 0"),
+    ({"name": "apgd_ce", "eps": 0.03, "step": 0.01, "steps": 5, "random_start": True},
+     "apgd_ce sets its own step size (2 eps, halved when the loss stalls): leave step unset"),
+    ({"name": "apgd_ce", "eps": 0.03, "steps": 5},
+     "apgd_ce starts from a random point in the eps ball: random_start = true"),
+    ({"name": "apgd_ce", "eps": 0.03, "steps": 5, "random_start": True, "restarts": 1.0},
+     "apgd_ce: restarts = 1.0: must be an integer >= 1"),
+], ids=lambda v: v.get("name") if isinstance(v, dict) else None)
+def test_attack_spec_refusals_in_full(kwargs: dict, message: str) -> None:
+    # Each refusal names what is wrong and the rule, in one line: the whole message is the contract.
     with pytest.raises(ConfigError) as info:
         AttackSpec(**kwargs)
-    assert expected in str(info.value)
+    assert str(info.value) == message
+
+
+@pytest.mark.parametrize("kwargs", [
+    {"name": "fgsm", "eps": 1}, {"name": "fgsm", "eps": 0},
+    {"name": "pgd", "eps": 0.03, "step": 1.0, "steps": 1},
+    {"name": "fgsm_rs", "eps": 0.03, "step": 0.03, "random_start": True},
+    {"name": "vmifgsm", "eps": 0.03, "step": 0.01, "steps": 5, "decay": 0.0, "n_samples": 1, "beta": 1e-9},
+    {"name": "nifgsm", "eps": 0.03, "step": 0.01, "steps": 5},
+    {"name": "apgd_ce", "eps": 0.03, "steps": 1, "random_start": True, "restarts": 1},
+])
+def test_attack_spec_accepts_its_edge_values(kwargs: dict) -> None:
+    assert AttackSpec(**kwargs).name == kwargs["name"]
 
 
 def test_attack_spec_error_names_valid_attacks() -> None:

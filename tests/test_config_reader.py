@@ -32,6 +32,7 @@ from advtransfer.config.reader import (
     SafeName,
     Unique,
     check_safe_name,
+    describe_kind,
     did_you_mean,
     read,
     short_repr,
@@ -516,6 +517,53 @@ def test_long_values_are_cut_to_80_characters():
     assert len(shown) == 80 and shown.endswith("...")
     assert short_repr(list(range(10**6))).endswith("...")
     assert short_repr((1,)) == "(1,)"
+
+
+def _cut(text: str) -> str:
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+_shown_values = st.recursive(
+    st.one_of(st.none(), st.booleans(), st.integers(), st.floats(), st.text(max_size=30)),
+    lambda inner: st.one_of(st.lists(inner, max_size=4), st.lists(inner, max_size=3).map(tuple),
+                            st.dictionaries(st.text(max_size=5), inner, max_size=3)),
+    max_leaves=20)
+
+
+@settings(max_examples=examples(300), deadline=None)
+@given(_shown_values)
+def test_property_short_repr_is_repr_cut_to_80_characters(value):
+    # The pieces are repr's own, separators and the one-tuple's comma included, so the cut text is repr's.
+    assert short_repr(value) == _cut(repr(value))
+
+
+@pytest.mark.parametrize("value", [
+    (), (1,), (1, 2), [], [()], {}, {"a": (1,)}, {1: [2, {3: 4}]}, "x" * 78, "x" * 79, "x" * 80,
+    list(range(10**6)), {i: "v" for i in range(10**5)}, ((1,),) * 40,
+], ids=repr)
+def test_short_repr_matches_repr_at_the_edges(value):
+    assert short_repr(value) == _cut(repr(value))
+    assert len(short_repr(value)) <= 80
+
+
+def test_short_repr_stops_at_80_levels():
+    deep: object = 0
+    for _ in range(200):
+        deep = [deep]
+    assert short_repr(deep) == "[" * 77 + "..."
+    deep_dict: object = 0
+    for _ in range(200):
+        deep_dict = {"k": deep_dict}
+    assert short_repr(deep_dict) == _cut("{'k': " * 20)
+
+
+@pytest.mark.parametrize("value, kind", [
+    (True, "a boolean"), (0, "an integer"), (0.5, "a float"), ("s", "a string"), ([1], "an array"),
+    ((1,), "an array"), ({}, "a table"), (dt.datetime(2026, 1, 2, 3, 4), "a date-time"),
+    (dt.date(2026, 1, 2), "a date"), (dt.time(3, 4), "a time"), (None, "nothing"), (b"x", "a bytes"), (1j, "a complex"),
+])
+def test_describe_kind_names_each_toml_kind(value, kind):
+    assert describe_kind(value) == kind
 
 
 def test_unsupported_schema_is_a_type_error():
