@@ -124,6 +124,23 @@ class Tree:  # a self-referential schema: deep data stops at the reader's depth 
 
 
 @dataclass(frozen=True)
+class Nest:  # self-referential through a table of tables
+    kids: dict[str, Nest] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class MaybeNote:
+    name: str
+    note: str | None  # no default: a missing key reads as None
+    small: Annotated[Annotated[int, Range(0)] | None, Range(hi=5)] = None  # Annotated, | None, Annotated: peeled
+
+
+@dataclass(frozen=True)
+class NoKeys:
+    pass
+
+
+@dataclass(frozen=True)
 class Everything:
     """Every supported annotation, for the property tests."""
 
@@ -566,6 +583,50 @@ def test_describe_kind_names_each_toml_kind(value, kind):
     assert describe_kind(value) == kind
 
 
+def _chain(levels: int, key: str, innermost: dict) -> dict:
+    """``levels`` tables, each holding the next one under ``key`` (a list of one for Tree, a table for Nest)."""
+    data = innermost
+    for _ in range(levels - 1):
+        data = {key: [data]} if key == "children" else {key: {"k": data}}
+    return data
+
+
+@pytest.mark.parametrize("schema, key, step", [(Tree, "children", ".children[0]"), (Nest, "kids", ".kids.k")])
+def test_depth_limit_is_exactly_64_levels_below_read(schema, key: str, step: str) -> None:
+    # Each level is a table (one level) holding an array or table (another), so 33 tables reach depth 64: the
+    # innermost may be read, an empty array or table inside it is one level too deep.
+    empty = {key: [] if key == "children" else {}}
+    assert isinstance(read(schema, _chain(33, key, {}), "t"), schema)
+    with pytest.raises(ConfigError) as info:
+        read(schema, _chain(33, key, empty), "t")
+    assert str(info.value) == "t" + step * 32 + f".{key}: nested more than 64 levels deep"
+    assert isinstance(read(schema, _chain(32, key, empty), "t"), schema)
+
+
+def test_an_optional_key_without_default_reads_as_none_and_keeps_every_constraint() -> None:
+    assert read(MaybeNote, {"name": "a"}, "w") == MaybeNote("a", None)
+    assert read(MaybeNote, {"name": "a", "note": "n", "small": 3}, "w") == MaybeNote("a", "n", 3)
+    refuse(MaybeNote, {"name": "a", "small": 7}, r"^w\.small = 7: must be <= 5$", where="w")
+    refuse(MaybeNote, {"name": "a", "small": -1}, r"^w\.small = -1: must be >= 0$", where="w")
+    refuse(MaybeNote, {"note": "n"}, r"^w: missing required key 'name'$", where="w")
+
+
+def test_unknown_key_of_a_table_without_keys_says_none_are_valid() -> None:
+    refuse(NoKeys, {"x": 1}, r"^w: unknown key 'x'; valid keys: \(none\)$", where="w")
+
+
+def test_read_takes_any_supported_annotation_and_checks_it_first() -> None:
+    assert read(tuple[int, ...], [1, 2], "w") == (1, 2)
+    assert read(dict[str, Tree], {"a": {}}, "w") == {"a": Tree()}
+    assert read(tuple[Step, ...], [{"optimizer": "sgd", "lr": 0.1}], "w") == (Step("sgd", 0.1),)
+    with pytest.raises(TypeError) as err:
+        read(list[int], [1], "w")
+    assert str(err.value) == "list[int]: unsupported annotation list[int]"
+    with pytest.raises(TypeError) as err:
+        read(tuple[int | str, ...], [], "w")  # an empty array: the schema error still comes first
+    assert str(err.value) == "unsupported union int | str: only X | None is supported"
+
+
 def test_unsupported_schema_is_a_type_error():
     @dataclass(frozen=True)
     class Bad:
@@ -984,6 +1045,7 @@ class _SelfTwice:
     (tuple[list[int], ...], "S.x[]: unsupported annotation list[int]"),
     (dict[int, int], "S.x: dict keys must be str, got <class 'int'>"),
     (dict[str, list[int]], "S.x[]: unsupported annotation list[int]"),
+    (int | str, "unsupported union int | str: only X | None is supported"),
 ])
 def test_unsupported_schema_messages_name_the_field_and_the_rule(annotation, message: str) -> None:
     """A bad schema is a TypeError before any data is read, its message the field's path and the rule broken."""
