@@ -574,6 +574,17 @@ def test_short_repr_stops_at_80_levels():
     assert short_repr(deep_dict) == _cut("{'k': " * 20)
 
 
+class _NotShown:
+    def __repr__(self) -> str:
+        raise AssertionError("short_repr formatted an item past its first 80 characters")
+
+
+def test_short_repr_formats_only_what_it_shows():
+    # Lazy: items past the cut are never formatted (a huge array costs only its first 80 characters).
+    assert short_repr([*range(40), _NotShown()]) == _cut(repr(list(range(40))))
+    assert short_repr({"k" * 90: _NotShown()}) == _cut("{" + repr("k" * 90))
+
+
 @pytest.mark.parametrize("value, kind", [
     (True, "a boolean"), (0, "an integer"), (0.5, "a float"), ("s", "a string"), ([1], "an array"),
     ((1,), "an array"), ({}, "a table"), (dt.datetime(2026, 1, 2, 3, 4), "a date-time"),

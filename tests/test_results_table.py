@@ -928,6 +928,16 @@ def test_cells_keep_their_own_study_and_experiments_stay_apart(tmp_path):
     assert "\r" not in two.csv_text()
 
 
+def test_the_same_evaluation_in_two_studies_keeps_its_own_numbers(tmp_path):
+    rows = Results.from_cells(write_cells(tmp_path, [cell1("intended", 0, "a4b")])).rows
+    other = [dataclasses.replace(r, study="another-study", correct=_clamp(r.correct + 17)) for r in rows]
+    both = Results([*rows, *other])
+    for r in both.rows:  # each row's aggregate is its own study's (one seed: the row's own accuracy)
+        assert both.by_backend[(table_module.eval_key(r), r.backend)].mean == pytest.approx(r.correct / r.n)
+    assert len(both.reference) == 2 * len(Results(rows).reference)
+    assert {k.study for k in both.reference} == {"imagenet-transfer", "another-study"}
+
+
 def test_mixed_profiles_without_a_folder_name_the_results(tmp_path):
     rows = Results.from_cells(write_cells(tmp_path, [cell1("intended", 0, "a4b")])).rows
     other = [dataclasses.replace(r, profile="paper") for r in rows]
