@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -29,8 +30,9 @@ def _model(seed: int = 0):
 
 
 def _fit(model, schedule, ckpt, **kw):
+    kw.setdefault("log", lambda m: None)
     return fit(model, schedule, _data(), _data(16, seed=1), seed=7, batch_size=8, ckpt_dir=ckpt, fingerprint="f",
-               device=CPU, log=lambda m: None, **kw)
+               device=CPU, **kw)
 
 
 def _same(a, b) -> None:
@@ -322,17 +324,20 @@ def test_fit_holds_the_training_lock_on_the_main_rank_only(tmp_path, monkeypatch
 
     token = EPOCH_HOOK.set(hook)
     try:
-        main = _model()
-        ref = _fit(main, SCHEDULES["one phase"], tmp_path / "main")
+        main, main_lines = _model(), []
+        ref = _fit(main, SCHEDULES["one phase"], tmp_path / "main", log=main_lines.append)
         monkeypatch.setattr(distributed, "is_main", lambda: False)
-        other = _model()
-        got = _fit(other, SCHEDULES["one phase"], tmp_path / "rank1")
+        other, rank_lines = _model(), []
+        got = _fit(other, SCHEDULES["one phase"], tmp_path / "rank1", log=rank_lines.append)
     finally:
         EPOCH_HOOK.reset(token)
     assert seen == [("main", os.getpid(), e) for e in (1, 2, 3)] + [("rank1", None, e) for e in (1, 2, 3)]
     assert not (tmp_path / "main" / ".lock").exists()  # released after training
     _same(main, other)
     assert [h["val_acc"] for h in got.history] == [h["val_acc"] for h in ref.history]
+    # the caller's log on every rank, one line an epoch (the seconds aside)
+    untimed = [re.sub(r" \([0-9.]+s\)$", "", line) for line in main_lines]
+    assert len(main_lines) == 3 and [re.sub(r" \([0-9.]+s\)$", "", line) for line in rank_lines] == untimed
 
 
 def test_fit_waits_for_another_process_training_the_same_folder_and_says_so(tmp_path) -> None:
