@@ -457,3 +457,31 @@ def test_compile_model_trains_through_torch_compile_to_the_same_weights(tmp_path
     assert calls == [compiled]
     for (name, a), b in zip(compiled.state_dict().items(), plain.state_dict().values()):
         assert torch.allclose(a.float(), b.float(), atol=1e-6), name
+
+
+
+class _Files(torch.utils.data.Dataset):
+    """A dataset that is not in-memory tensors (as image files are), so it goes through a DataLoader; with
+    ``only_in_workers`` an item read outside a loader worker fails, as training that ignored ``workers`` would."""
+
+    def __init__(self, data: TensorImages, only_in_workers: bool) -> None:
+        self.data, self.only_in_workers = data, only_in_workers
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def __getitem__(self, i: int):
+        if self.only_in_workers and torch.utils.data.get_worker_info() is None:
+            raise RuntimeError("an image was read in the main process, not in a loader worker")
+        return self.data.images[i], self.data.labels[i]
+
+
+def test_workers_read_the_training_and_validation_images_to_the_same_weights(tmp_path) -> None:
+    schedule, models, results = (Phase("adam", 1e-3, 1),), [], []
+    for workers in (0, 1):
+        models.append(_model())
+        results.append(fit(models[-1], schedule, _Files(_data(), workers > 0), _Files(_data(16, seed=1), workers > 0),
+                           seed=7, batch_size=8, ckpt_dir=tmp_path / str(workers), fingerprint="f", device=CPU,
+                           log=lambda m: None, workers=workers))
+    _same(*models)
+    assert [h["val_acc"] for h in results[0].history] == [h["val_acc"] for h in results[1].history]
