@@ -308,6 +308,44 @@ def test_health_check_names_the_training_epoch_and_fix(monkeypatch) -> None:
                               "fp32 (--precision fp32). Nothing of this cell is recorded; finished cells are kept")
 
 
+def test_fit_stops_a_diverging_training_naming_its_folder_epoch_and_phase(tmp_path) -> None:
+    from advtransfer.errors import TrainingDiverged
+
+    calls = []
+
+    def poison_third_epoch(model, x, y, generator):  # 6 batches an epoch: NaN inputs from epoch 3 on
+        calls.append(len(y))
+        return x * float("nan") if len(calls) > 12 else x
+
+    with pytest.raises(TrainingDiverged) as err:
+        _fit(_model(), SCHEDULES["two phases"], tmp_path / "cell-x", adversary=poison_third_epoch)
+    assert str(err.value) == ("training cell-x diverged in epoch 3/4: the loss or a weight became NaN or infinite; "
+                              "lower the learning rate in the config's schedule (now rmsprop lr 0.0001). Nothing of "
+                              "this cell is recorded; finished cells are kept")
+    assert len(calls) == 18  # stopped at the end of epoch 3
+
+
+def test_one_image_epoch_reports_that_images_loss_and_accuracy(tmp_path) -> None:
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 16 * 16, 3))
+    scored = []
+
+    def score(model, x, y, generator):
+        with torch.no_grad():
+            logits = model(x)
+        scored.append((F.cross_entropy(logits, y).item(), float((logits.argmax(1) == y).item())))
+        return x
+
+    data = _data(1)
+    for wanted_label in (0, 1, 2):  # one of the three labels is the one predicted: accuracy 1.0 once at least
+        data.labels[0] = wanted_label
+        scored.clear()
+        history = fit(net, (Phase("sgd", 0.0, 1),), data, None, seed=3, batch_size=8,
+                      ckpt_dir=tmp_path / str(wanted_label), fingerprint="f", device=CPU, log=lambda m: None,
+                      adversary=score).history
+        assert [(h["train_loss"], h["train_acc"]) for h in history] == [pytest.approx(scored[0])]
+
+
 def test_fit_holds_the_training_lock_on_the_main_rank_only(tmp_path, monkeypatch) -> None:
     """The main process trains holding checkpoints/<key>/.lock (another process needing the same training waits);
     under torchrun only rank 0 takes it, and another rank trains the same without it."""
