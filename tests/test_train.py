@@ -346,6 +346,27 @@ def test_one_image_epoch_reports_that_images_loss_and_accuracy(tmp_path) -> None
         assert [(h["train_loss"], h["train_acc"]) for h in history] == [pytest.approx(scored[0])]
 
 
+def test_each_epochs_seconds_are_its_wall_time_on_the_clock(tmp_path, monkeypatch) -> None:
+    """The clock (the boundary) is the test's: each batch advances it 0.1234 s, so an epoch of 6 batches took
+    0.7404 s, rounded to 0.74 in the history and 0.7s in the log; the whole fit took 3 epochs of it."""
+    import types
+
+    import advtransfer.engine.train as train_module
+
+    now = [100.0]
+    monkeypatch.setattr(train_module, "time", types.SimpleNamespace(perf_counter=lambda: now[0]))
+
+    def tick(model, x, y, generator):
+        now[0] += 0.1234
+        return x
+
+    lines: list[str] = []
+    result = _fit(_model(), SCHEDULES["one phase"], tmp_path, adversary=tick, log=lines.append)
+    assert [h["seconds"] for h in result.history] == [0.74, 0.74, 0.74]
+    assert all(line.endswith(" (0.7s)") for line in lines) and len(lines) == 3
+    assert result.seconds == pytest.approx(18 * 0.1234)
+
+
 def test_fit_holds_the_training_lock_on_the_main_rank_only(tmp_path, monkeypatch) -> None:
     """The main process trains holding checkpoints/<key>/.lock (another process needing the same training waits);
     under torchrun only rank 0 takes it, and another rank trains the same without it."""
