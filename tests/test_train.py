@@ -367,6 +367,15 @@ def test_each_epochs_seconds_are_its_wall_time_on_the_clock(tmp_path, monkeypatc
     assert result.seconds == pytest.approx(18 * 0.1234)
 
 
+def test_fit_hands_the_model_back_in_eval_mode_and_the_default_memory_layout(tmp_path) -> None:
+    # Training runs channels_last (faster convolutions); the caller gets the layout it gave, as every attack
+    # library and a saved state_dict expect.
+    model = _model()
+    _fit(model, SCHEDULES["one phase"], tmp_path)
+    convs = [p for p in model.parameters() if p.dim() == 4]
+    assert convs and all(p.is_contiguous() for p in convs) and not model.training
+
+
 def test_fit_holds_the_training_lock_on_the_main_rank_only(tmp_path, monkeypatch) -> None:
     """The main process trains holding checkpoints/<key>/.lock (another process needing the same training waits);
     under torchrun only rank 0 takes it, and another rank trains the same without it."""
