@@ -33,7 +33,7 @@ def tests(session: nox.Session) -> None:
 
 @nox.session
 def mutants(session: nox.Session) -> None:
-    """Mutation testing (mutmut; modules and tests in pyproject.toml's [tool.mutmut]); not in CI, it takes about 90
+    """Mutation testing (mutmut; modules and tests in pyproject.toml's [tool.mutmut]); not in CI, it takes about 100
     minutes on 2 cores. ADVTRANSFER_MUTANTS=1 draws a tenth of each property test's examples (tests/budget.py); the
     tests marked heavy are left out. Then tools/mutants_report.py: the score per module, survivors to
     mutants/survivors.txt, and a failure for any survivor without a reason in mutmut-survivors.md (-- mutmut
