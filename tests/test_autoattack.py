@@ -54,21 +54,18 @@ _CLASSES_RULE = ("the model's number of classes, at least 4 (APGD-T's DLR loss r
     ({"step": 0.01}, "autoattack sets its own step size (2 eps, halved when the loss stalls): leave step unset"),
     ({"random_start": False}, "autoattack starts from a random point in the eps ball: random_start = true"),
     ({"restarts": 0}, "autoattack: restarts = 0: must be an integer >= 1"),
-    ({"n_classes": 3}, f"autoattack: n_classes = 3: {_CLASSES_RULE}"),
     ({"n_classes": 0}, f"autoattack: n_classes = 0: {_CLASSES_RULE}"),
-    ({"target_classes": 10}, "autoattack: target_classes = 10: must be between 1 and n_classes - 1 = 9"),
-    ({"target_classes": 0}, "autoattack: target_classes = 0: must be between 1 and n_classes - 1 = 9"),
     ({"target_classes": 2.0}, "autoattack: target_classes = 2.0: must be between 1 and n_classes - 1 = 9"),
-    ({"fab_steps": 0}, "autoattack: fab_steps = 0: must be an integer >= 1"),
     ({"square_queries": -1}, "autoattack: square_queries = -1: must be an integer >= 1"),
     ({"square_queries": 2.5}, "autoattack: square_queries = 2.5: must be an integer >= 1"),
-    ({"seed": -1}, "autoattack: seed = -1: must be an integer in [0, 2**63)"),
     ({"seed": 1.0}, "autoattack: seed = 1.0: must be an integer in [0, 2**63)"),
     ({"version": "plus"}, "autoattack version 'plus' is not supported; valid: standard (the L-inf suite APGD-CE, "
                           "APGD-T, FAB-T, Square)"),
     ({"steps": 0}, "steps = 0: must be an integer >= 1"),
 ], ids=lambda v: v if isinstance(v, str) else "-".join(v))
 def test_autoattack_spec_refuses_bad_parameters(kwargs: dict, message: str) -> None:
+    # The whole message; test_attacks.py's test_autoattack_spec_refusals_in_full holds the seed, n_classes,
+    # target_classes and fab_steps bounds.
     base = dict(name="autoattack", eps=EPS, steps=5, random_start=True, restarts=1, version="standard",
                 n_classes=10, target_classes=3, seed=0, fab_steps=5, square_queries=30)
     with pytest.raises(ConfigError) as err:
