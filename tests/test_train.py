@@ -213,18 +213,15 @@ def _phase_named(name: str) -> Phase:
     return phase
 
 
-def test_resolve_precision(monkeypatch) -> None:
+def test_resolve_precision() -> None:
+    """``auto`` is bf16 on CUDA and fp32 on every CPU: which CPU a run lands on never changes its numbers."""
     from advtransfer.engine import train
 
-    for amx, cpu_auto in ((False, "fp32"), (True, "bf16")):
-        monkeypatch.setattr(train, "cpu_has_amx", lambda amx=amx: amx)
-        assert train.resolve_precision("auto", torch.device("cpu")) == cpu_auto
-        assert train.resolve_precision("auto", torch.device("cuda")) == "bf16"
-        assert train.resolve_precision("fp32", torch.device("cuda")) == "fp32"
-        assert train.resolve_precision("bf16", torch.device("cpu")) == "bf16"
-    monkeypatch.setattr(train, "cpu_has_amx", lambda: True)
-    assert train.resolve_precision("auto", torch.device("meta")) == "fp32"  # neither CUDA nor a CPU
-    with pytest.raises(ValueError, match=r"^precision 'fp16'; valid: "):
+    for device, auto in (("cpu", "fp32"), ("cuda", "bf16"), ("meta", "fp32")):
+        assert train.resolve_precision("auto", torch.device(device)) == auto, device
+        assert train.resolve_precision("fp32", torch.device(device)) == "fp32"
+        assert train.resolve_precision("bf16", torch.device(device)) == "bf16"
+    with pytest.raises(ValueError, match=r"^precision 'fp16'; valid: auto, fp32, bf16$"):
         train.resolve_precision("fp16", torch.device("cpu"))
 
 
@@ -276,12 +273,9 @@ def _fingerprint_of(ckpt: Path) -> str:
     return torch.load(path, weights_only=True)["fingerprint"]
 
 
-def test_checkpoint_fingerprint_is_the_callers_in_fp32_and_names_any_other_precision(tmp_path, monkeypatch) -> None:
+def test_checkpoint_fingerprint_is_the_callers_in_fp32_and_names_any_other_precision(tmp_path) -> None:
     """fp32 checkpoints carry the caller's fingerprint unchanged (those written before precision existed resume);
     another precision is appended, so a run never resumes across precisions; ``auto`` is resolved first."""
-    from advtransfer.engine import train
-
-    monkeypatch.setattr(train, "cpu_has_amx", lambda: False)
     schedule = (Phase("adam", 1e-3, 1),)
     for precision, ckpt, want in (("fp32", "a", "f"), ("auto", "b", "f"), ("bf16", "c", "f/bf16")):
         _fit(_model(), schedule, tmp_path / ckpt, precision=precision)

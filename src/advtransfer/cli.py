@@ -140,7 +140,7 @@ def _shard_arg(p: argparse.ArgumentParser) -> None:
 
 def _runtime_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--precision", choices=("auto", "fp32", "bf16"),
-                   help="training autocast (default: the config's, auto = bf16 on CUDA and AMX CPUs, else fp32)")
+                   help="training autocast (default: the config's, auto = bf16 on CUDA, fp32 on a CPU)")
     p.add_argument("--compile", action="store_true", help="train through torch.compile (GPU runs)")
 
 

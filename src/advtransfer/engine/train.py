@@ -50,23 +50,17 @@ KILL_SIGNAL_ENV = "ADVTRANSFER_KILL_SIGNAL"  # the signal of that test hook: KIL
 EPOCH_HOOK: ContextVar[Callable[[str, dict], None] | None] = ContextVar("advtransfer_epoch_hook", default=None)
 
 
-def cpu_has_amx() -> bool:
-    """Intel AMX (bf16 tile matrix units): where bf16 autocast pays off on a CPU."""
-    try:
-        return "amx_bf16" in Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-
-
 def resolve_precision(precision: str, device: torch.device) -> str:
-    """``auto``: bf16 autocast on CUDA and on AMX CPUs; fp32 elsewhere. Measured on this project's 2-core
-    development CPU (AVX-512 without AMX): bf16 autocast made a MobileNetV2 training step 6x *slower*; SPEC section 8
-    reports it doubling throughput on an AMX CPU."""
+    """``auto``: bf16 autocast on CUDA, fp32 on a CPU. The precision changes every trained number, so it is never
+    decided by which CPU a run lands on: an AMX CPU that chose bf16 by itself (this kit until December 2026) gave
+    the demo other numbers than the CPU beside it, and on this project's AMX machine bf16 made the demo's small
+    models slower and broke its study-2 pattern (``--precision bf16`` opts in; ``advtransfer bench train``
+    measures it). Measured on this project's AVX-512 CPU without AMX: bf16 made a MobileNetV2 step 6x slower."""
     if precision not in PRECISIONS:
         raise ValueError(f"precision {precision!r}; valid: {', '.join(PRECISIONS)}")
     if precision != "auto":
         return precision
-    return "bf16" if device.type == "cuda" or (device.type == "cpu" and cpu_has_amx()) else "fp32"
+    return "bf16" if device.type == "cuda" else "fp32"
 
 
 def make_optimizer(phase: Phase, params: list[nn.Parameter]) -> torch.optim.Optimizer:

@@ -105,7 +105,7 @@ class Exp1Config:
     split: Split = Split()
     tiny: TinyData = TinyData()
     backends: Backends = ("native",)  # attack backends every evaluation runs through
-    precision: Precision = "auto"  # training autocast: auto (bf16 on CUDA and AMX CPUs), fp32, bf16
+    precision: Precision = "auto"  # training autocast: auto (bf16 on CUDA, fp32 on a CPU), fp32, bf16
     compile: bool = False  # train through torch.compile
     pgd_steps: PositiveInt = 10  # white-box PGD at the main eps: this many steps of eps/4, random start
     crosscheck_subset: NonNegativeInt = 64  # test images per model attacked through all three backends (0: off)
