@@ -101,26 +101,59 @@ epochs = 1
 
 
 # The modules whose tests take longest in all (module-scoped mini runs, multi-process runs): scheduled first, so no
-# long module is left running alone at the end (`nox -s tests` runs pytest-xdist with --dist loadgroup).
+# long module is left running alone at the end.
 HEAVY_MODULES = ("test_study2", "test_cli_exp1", "test_jobs", "test_bad_input", "test_progress_logs", "test_scale",
                  "test_architectures", "test_studies", "test_bench_gpu", "test_backends")
+# The slow tests (minutes each, or a browser): each is its own unit of work for the xdist workers. Names, because the
+# xdist controller that schedules sees node ids only; pytest_collection_modifyitems checks them against the marker.
+SOLO_TESTS = frozenset({
+    "test_demo_profile_learns_and_fgsm_hurts", "test_demo_adversarial_training_is_more_robust_under_whitebox_pgd",
+    "test_html_report_renders_with_its_figures_in_chromium", "test_html_report_shows_training_curves_of_both_studies"})
 
 
-@pytest.hookimpl(tryfirst=True)  # after pytest-randomly's shuffle, before xdist reads the groups
+def _module(nodeid: str) -> str:
+    return nodeid.split("::", 1)[0].rsplit("/", 1)[-1].removesuffix(".py")
+
+
+def xdist_unit(nodeid: str) -> str:
+    """The unit of work a test belongs to: its module (a module-scoped fixture, e.g. a trained mini grid, is then
+    built by one worker only), or the test alone for the slow ones."""
+    name = nodeid.split("::", 1)[-1].split("[", 1)[0]
+    return nodeid if name in SOLO_TESTS else nodeid.split("::", 1)[0]
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_xdist_make_scheduler(config, log):
+    """Module units in collection order (see pytest_collection_modifyitems). Not xdist's own loadgroup: with
+    pytest 9.2 the group suffix it writes into a node id no longer reaches the id (pytest keeps ids in `_id`), so
+    every test was its own unit and both workers rebuilt the same module fixtures (about 150 worker-seconds)."""
+    if config.getvalue("dist") != "loadgroup":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class ModuleScheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return xdist_unit(nodeid)
+
+    config.option.loadscopereorder = False  # keep the order below, not largest unit first
+    return ModuleScheduling(config, log)
+
+
+@pytest.hookimpl(tryfirst=True)  # after pytest-randomly's shuffle, before xdist reads the collection
 def pytest_collection_modifyitems(config, items) -> None:
     """Order for two or more xdist workers: the slow demo-profile tests first, one per worker (each is minutes
-    long), then each module's tests as one xdist group (a module-scoped fixture, e.g. a trained mini grid, is
-    built by one worker only), the heaviest modules first. Within a group pytest-randomly's order is kept."""
-    def module(item) -> str:
-        return item.nodeid.split("::", 1)[0].rsplit("/", 1)[-1].removesuffix(".py")
-
+    long), then each module's tests together (one unit, see xdist_unit), the heaviest modules first. Within a module
+    pytest-randomly's order is kept."""
+    for item in items:
+        slow = item.get_closest_marker("slow") is not None
+        if slow != (item.originalname in SOLO_TESTS):
+            raise pytest.UsageError(f"{item.nodeid}: a test marked slow must be named in conftest.SOLO_TESTS, and "
+                                    "every test named there marked slow")
     slow = sorted((i for i in items if i.get_closest_marker("slow")),
-                  key=lambda i: (module(i) != "test_cli_exp1", module(i) != "test_study2", i.nodeid))
+                  key=lambda i: (_module(i.nodeid) != "test_cli_exp1", _module(i.nodeid) != "test_study2", i.nodeid))
     rest = [i for i in items if not i.get_closest_marker("slow")]
-    for item in rest:
-        item.add_marker(pytest.mark.xdist_group(module(item)))
     rank = {name: k for k, name in enumerate(HEAVY_MODULES)}
-    rest.sort(key=lambda i: rank.get(module(i), len(rank)))  # stable: the shuffled order stays within a module
+    rest.sort(key=lambda i: rank.get(_module(i.nodeid), len(rank)))  # stable: the shuffled order stays within a module
     items[:] = slow + rest
 
 
